@@ -1,0 +1,8 @@
+"""slimkit: make trained CNNs smaller and faster.
+
+The survey's four families (pruning, quantization, low-rank, distillation), measured by
+its six ratios (r_A, r_p, r_T, r_c, r_E, r_D). Data flows one way:
+zoo/data -> graph -> methods -> deploy -> metrics/report -> recipes/CLI.
+"""
+
+__version__ = "0.1.0"

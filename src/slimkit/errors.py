@@ -1,0 +1,9 @@
+"""Errors a user can cause; the CLI prints them as one line, never a traceback."""
+
+
+class SlimkitError(Exception):
+    """Base of slimkit's own errors."""
+
+
+class UserError(SlimkitError, ValueError):
+    """Bad input from the user: a wrong ratio, an unknown name, an unreadable file."""
