@@ -1,0 +1,5 @@
+import sys
+
+from slimkit.cli.main import main
+
+sys.exit(main())
