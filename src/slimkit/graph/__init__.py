@@ -1,0 +1,19 @@
+"""Pruning's dependency graph: which channels are coupled, and how to remove them.
+
+``DependencyGraph.build`` traces a model with torch.fx and groups the channels that must be
+removed together (DepGraph, Fang et al., CVPR 2023); ``apply_channel_mask`` zeroes a
+keep-set's removed channels, ``shrink`` physically removes them.
+
+>>> graph = DependencyGraph.build(model, torch.randn(1, 3, 32, 32))
+>>> keep = {g.id: torch.arange(g.size // 2) for g in graph.groups if g.prunable}
+>>> small = shrink(model, graph, keep)
+"""
+
+from slimkit.graph.errors import GraphError
+from slimkit.graph.groups import ROLES, DependencyGraph, Group, Member, build_groups
+from slimkit.graph.shrink import LayerPlan, apply_channel_mask, channel_plan, shrink
+
+__all__ = [
+    "DependencyGraph", "Group", "Member", "GraphError", "ROLES", "build_groups",
+    "shrink", "apply_channel_mask", "channel_plan", "LayerPlan",
+]

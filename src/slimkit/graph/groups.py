@@ -1,0 +1,232 @@
+"""Dependency groups: the sets of coupled channels that structured pruning must remove
+together (DepGraph, Fang et al., "DepGraph: Towards Any Structural Pruning", CVPR 2023;
+Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017, for the residual coupling).
+
+>>> graph = DependencyGraph.build(model, torch.randn(1, 3, 32, 32), ignore=("fc",))
+>>> print(graph.groups[1].details())
+>>> keep = {g.id: g.out_weights()[0].abs().sum(1).topk(g.size // 2).indices.sort().values
+...         for g in graph.groups if g.prunable}
+>>> small = shrink(model, graph, graph.round_keep(keep))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from slimkit.errors import UserError
+from slimkit.graph._propagate import Propagator
+from slimkit.graph.errors import GraphError
+from slimkit.graph.trace import resolve_ignore, trace
+
+__all__ = ["Member", "Group", "DependencyGraph", "build_groups", "ROLES"]
+
+ROLES = ("out", "in", "bn", "depthwise")
+
+
+class Member(NamedTuple):
+    """One layer's share of a group: ``role`` says which dim is cut, ``offset`` where the
+    group's features start along it, ``width`` features per channel (H*W after a flatten)."""
+
+    module_name: str
+    module: nn.Module
+    role: str
+    offset: int
+    width: int = 1
+
+
+@dataclass(eq=False)
+class Group:
+    """A set of ``size`` coupled channels; keeping channel ``i`` keeps row/column ``i`` of
+    every member. Weight accessors return differentiable views (use ``torch.no_grad()``
+    for scores)."""
+
+    id: str
+    size: int
+    members: list[Member]
+    reasons: tuple[str, ...] = ()
+    round_to: int = 1
+
+    @property
+    def prunable(self) -> bool:
+        return not self.reasons
+
+    def _select(self, role: str) -> list[Member]:
+        return [m for m in self.members if m.role == role]
+
+    def out_weights(self) -> list[Tensor]:
+        """Each producer's (and depthwise conv's) filters, reshaped (size, -1)."""
+        return [m.module.weight[m.offset:m.offset + self.size].reshape(self.size, -1)
+                for m in self.members if m.role in ("out", "depthwise")]
+
+    def in_weights(self) -> list[Tensor]:
+        """Each consumer's input slice per channel, reshaped (size, -1); a linear layer after
+        a flatten contributes the H*W columns each channel owns."""
+        out = []
+        for m in self._select("in"):
+            w = m.module.weight  # (O, I, ...) with I = features
+            cols = w[:, m.offset:m.offset + self.size * m.width]
+            cols = cols.reshape(w.shape[0], self.size, m.width, *w.shape[2:]).movedim(1, 0)
+            out.append(cols.reshape(self.size, -1))
+        return out
+
+    def bn_weights(self) -> list[Tensor]:
+        """BN gammas of the group's affine BN layers, (size,) each."""
+        return [m.module.weight[m.offset:m.offset + self.size * m.width].reshape(self.size, m.width)
+                .squeeze(1) for m in self._select("bn") if getattr(m.module, "weight", None) is not None]
+
+    def weights(self, dim: int = 0) -> Tensor:
+        """All out-weights (dim=0) or in-weights (dim=1) side by side: (size, total)."""
+        if dim not in (0, 1):
+            raise ValueError(f"dim must be 0 (out weights) or 1 (in weights), got {dim!r}")
+        ws = self.out_weights() if dim == 0 else self.in_weights()
+        if not ws:
+            raise UserError(f"group {self.id!r} has no {'out' if dim == 0 else 'in'} weights")
+        return torch.cat(ws, dim=1)
+
+    def details(self) -> str:
+        state = "prunable" if self.prunable else "not prunable: " + "; ".join(self.reasons)
+        lines = [f"Group {self.id!r}: {self.size} channels, {state}"]
+        for m in self.members:
+            dim = 1 if m.role == "in" else 0
+            span = f"[{m.offset}:{m.offset + self.size * m.width}]"
+            per = f" ({self.size} ch x {m.width} features)" if m.width > 1 else ""
+            lines.append(f"  {m.role:<9} {m.module_name:<28} {type(m.module).__name__:<12} "
+                         f"dim {dim} {span}{per}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Group(id={self.id!r}, size={self.size}, prunable={self.prunable}, members={len(self.members)})"
+
+
+def _check_round_to(round_to: Any) -> int:
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise UserError(f"round_to must be an int >= 1, got {round_to!r}")
+    return round_to
+
+
+@dataclass(eq=False)
+class DependencyGraph:
+    """The coupled channel groups of one traced model."""
+
+    groups: list[Group]
+    round_to: int = 1
+    ignored: frozenset[str] = frozenset()
+    signatures: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: nn.Module, example_inputs: Any, ignore: Sequence[str] = (),
+              round_to: int = 1) -> "DependencyGraph":
+        """Trace ``model`` on ``example_inputs`` and group its coupled channels.
+
+        ``ignore``: fqn globs of layers left whole (a glob matching nothing raises);
+        ``round_to``: kept channel counts must be multiples of it (see ``round_keep``)."""
+        round_to = _check_round_to(round_to)
+        ignored = resolve_ignore(model, ignore)
+        gm = trace(model, example_inputs, ignored)
+        prop = Propagator(gm, ignored)
+        prop.run()
+        return cls._assemble(prop, round_to, frozenset(ignored))
+
+    @classmethod
+    def _assemble(cls, prop: Propagator, round_to: int, ignored: frozenset[str]) -> "DependencyGraph":
+        roots: dict[int, list[int]] = {}
+        for gid in range(len(prop.parent)):
+            roots.setdefault(prop.find(gid), []).append(gid)
+        members: dict[int, list[Member]] = {r: [] for r in roots}
+        for rm in prop.members:
+            members[prop.find(rm.gid)].append(
+                Member(rm.module_name, prop.modules[rm.module_name], rm.role, rm.offset, rm.width))
+        groups, seen = [], set()
+        for root in sorted(roots):
+            reasons = list(dict.fromkeys(r for gid in roots[root] for r in prop.reasons.get(gid, ())))
+            ms = sorted(members[root], key=lambda m: ROLES.index(m.role))
+            if not reasons and not any(m.role == "out" for m in ms):
+                reasons.append("no layer produces these channels")
+            gid = prop.labels[root]
+            while gid in seen:
+                gid += "'"
+            seen.add(gid)
+            groups.append(Group(gid, prop.sizes[root], ms, tuple(reasons), round_to))
+        sigs = {m.module_name: (type(m.module).__name__, tuple(m.module.weight.shape))
+                for g in groups for m in g.members if getattr(m.module, "weight", None) is not None}
+        return cls(groups, round_to, ignored, sigs)
+
+    # -- lookup ----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Group]:
+        return iter(self.groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def group(self, group_id: str) -> Group:
+        for g in self.groups:
+            if g.id == group_id:
+                return g
+        known = ", ".join(g.id for g in self.groups[:20])
+        raise UserError(f"unknown group {group_id!r}; groups are: {known}"
+                        + (", ..." if len(self.groups) > 20 else ""))
+
+    @property
+    def prunable_groups(self) -> list[Group]:
+        return [g for g in self.groups if g.prunable]
+
+    def details(self) -> str:
+        return "\n\n".join(g.details() for g in self.groups)
+
+    # -- keep-sets -------------------------------------------------------------------------
+    def check_keep(self, keep: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Validate a keep-set: known groups, in-range unique indices, never a whole group,
+        only prunable groups, counts multiples of ``round_to``. Returns sorted LongTensors."""
+        if not isinstance(keep, Mapping):
+            raise UserError(f"keep must be a dict {{group id: channel indices}}, got {type(keep).__name__}")
+        out: dict[str, Tensor] = {}
+        for gid, idx in keep.items():
+            g = self.group(gid)
+            t = torch.as_tensor(idx)
+            if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() != 1:
+                raise UserError(f"keep[{gid!r}] must be a 1-d tensor of integer channel indices")
+            t = t.to(torch.long).sort().values
+            if t.numel() == 0:
+                raise UserError(f"keep[{gid!r}] is empty: pruning every channel of group {gid!r} "
+                                "is refused (it would cut the network)")
+            if t[0] < 0 or t[-1] >= g.size or t.unique().numel() != t.numel():
+                raise UserError(f"keep[{gid!r}] must hold unique indices in [0, {g.size}), got "
+                                f"{t.tolist()[:10]}")
+            if t.numel() < g.size and not g.prunable:
+                raise UserError(f"group {gid!r} is not prunable ({'; '.join(g.reasons)})")
+            if t.numel() < g.size and t.numel() % self.round_to:
+                raise UserError(f"keep[{gid!r}] keeps {t.numel()} channels, not a multiple of "
+                                f"round_to={self.round_to}; use graph.round_keep(keep)")
+            out[gid] = t
+        return out
+
+    def round_keep(self, keep: Mapping[str, Any],
+                   scores: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Round each kept count up to a multiple of ``round_to`` (at most the group size),
+        adding back the best-scored removed channels (default score: L1 norm of the
+        group's out-weights)."""
+        out = {}
+        for gid, idx in keep.items():
+            g = self.group(gid)
+            t = torch.as_tensor(idx).to(torch.long).sort().values
+            n = t.numel()
+            target = min(g.size, -(-max(n, 1) // self.round_to) * self.round_to)
+            if target > n:
+                with torch.no_grad():
+                    s = (scores[gid] if scores is not None and gid in scores
+                         else g.weights(0).abs().sum(1)).detach().float().clone()
+                s[t] = -float("inf")
+                extra = s.topk(target - n).indices
+                t = torch.cat([t, extra]).sort().values
+            out[gid] = t
+        return out
+
+
+def build_groups(model: nn.Module, example_inputs: Any, ignore: Iterable[str] = (),
+                 round_to: int = 1) -> list[Group]:
+    """``DependencyGraph.build(...).groups``."""
+    return DependencyGraph.build(model, example_inputs, tuple(ignore), round_to).groups
