@@ -229,8 +229,9 @@ def _first_tensor(obj: object) -> Tensor | None:
     return None
 
 
-def _counted_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Leaf modules, and modules with a ``macs()`` override (whose children are skipped)."""
+def counted_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(name, module) of the modules ``count_macs`` hooks: leaves, and modules with a
+    ``macs()`` override (whose children are skipped). A leaf root is named by its class."""
 
     def visit(prefix: str, m: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         if callable(getattr(m, "macs", None)) or not any(True for _ in m.children()):
@@ -239,7 +240,8 @@ def _counted_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         for name, child in m.named_children():
             yield from visit(f"{prefix}.{name}" if prefix else name, child)
 
-    yield from visit("", model)
+    for name, m in visit("", model):
+        yield name or type(m).__name__, m
 
 
 def _counter_for(m: nn.Module) -> MacCounter | None:
@@ -302,8 +304,8 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], skip_zeros: bool = 
 
     training = {m: m.training for m in model.modules()}
     try:
-        for name, m in _counted_modules(model):
-            handles.append(m.register_forward_hook(make_hook(name or type(m).__name__, m)))
+        for name, m in counted_modules(model):
+            handles.append(m.register_forward_hook(make_hook(name, m)))
         model.eval()
         with torch.no_grad():
             model(x)

@@ -1,0 +1,175 @@
+"""A comparison report: one row per (model, method), the survey's six ratios and a composite.
+
+``Report.write(folder)`` writes Markdown (a survey-style table), CSV, JSON and a PNG with two
+panels (accuracy vs parameter size, accuracy vs latency; one labelled point per row).
+
+>>> from slimkit.metrics.ratios import Measurement
+>>> rep = Report()
+>>> base = Measurement(accuracy=0.9, param_bytes=4000, latency_ms=2.0, macs=1000)
+>>> rep.add("lenet5", "baseline", base, baseline=base)
+>>> rep.add("lenet5", "prune", Measurement(0.9, 1000, 1.0, 500), baseline=base)
+>>> rep.rows[1].ratios.r_p
+0.25
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from slimkit.metrics.ratios import RATIO_NAMES, Measurement, Ratios, composite
+from slimkit.metrics.ratios import ratios as compute_ratios
+
+__all__ = ["Row", "Report", "DEFAULT_WEIGHTS"]
+
+# Equal weights on the five ratios that are finite for any pair of models; r_D is left out
+# because a dense original makes it 0/0 or x/0 (see slimkit.metrics.ratios).
+DEFAULT_WEIGHTS: dict[str, float] = {"r_A": 1.0, "r_p": 1.0, "r_T": 1.0, "r_c": 1.0,
+                                     "r_E": 1.0}
+
+_COLUMNS = (  # (header, measurement field, scale, format)
+    ("top-1 (%)", "accuracy", 100.0, "{:.2f}"),
+    ("size (KB)", "param_bytes", 1 / 1024, "{:.1f}"),
+    ("latency (ms)", "latency_ms", 1.0, "{:.3f}"),
+    ("MACs (M)", "macs", 1e-6, "{:.3f}"),
+    ("energy (uJ)", "energy_uj", 1.0, "{:.2f}"),
+    ("index (Kbit)", "index_bits", 1e-3, "{:.1f}"),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    method: str
+    measurement: Measurement
+    ratios: Ratios | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt(value: float | None, spec: str = "{:.3f}") -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return spec.format(value)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return str(value)  # strict JSON has no inf/nan
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class Report:
+    """Rows of measurements and ratios; ``weights`` set the composite (lower is better)."""
+
+    def __init__(self, title: str = "slimkit comparison",
+                 weights: Mapping[str, float] | None = None) -> None:
+        self.title = title
+        self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        composite(Ratios(*([1.0] * len(RATIO_NAMES))), self.weights)  # validate early
+        self.rows: list[Row] = []
+
+    def add(self, model: str, method: str, measurement: Measurement,
+            baseline: Measurement | None = None, ratios: Ratios | None = None,
+            **extra: Any) -> None:
+        """Add a row; ratios come from ``ratios`` or are computed against ``baseline``."""
+        if not isinstance(measurement, Measurement):
+            raise TypeError(f"measurement must be a Measurement, got {type(measurement)!r}")
+        if ratios is None and baseline is not None:
+            ratios = compute_ratios(baseline, measurement)
+        self.rows.append(Row(model, method, measurement, ratios, dict(extra)))
+
+    def composite_of(self, row: Row) -> float | None:
+        if row.ratios is None:
+            return None
+        try:
+            return composite(row.ratios, self.weights)
+        except ValueError:  # a weighted ratio was not measured
+            return None
+
+    def records(self) -> list[dict[str, Any]]:
+        """One flat dict per row (the CSV/JSON content)."""
+        out = []
+        for row in self.rows:
+            rec: dict[str, Any] = {"model": row.model, "method": row.method}
+            rec.update(row.measurement.to_dict())
+            r = row.ratios.to_dict() if row.ratios else dict.fromkeys(RATIO_NAMES)
+            rec.update(r)
+            rec["composite"] = self.composite_of(row)
+            rec.update({f"extra_{k}": v for k, v in row.extra.items()})
+            out.append(rec)
+        return out
+
+    def to_markdown(self) -> str:
+        headers = ["model", "method"] + [c[0] for c in _COLUMNS] + list(RATIO_NAMES) + \
+            ["composite"]
+        lines = [f"## {self.title}", "",
+                 "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        for row in self.rows:
+            m = row.measurement
+            cells = [row.model, row.method]
+            for _, name, scale, spec in _COLUMNS:
+                value = getattr(m, name)
+                cells.append(_fmt(None if value is None else value * scale, spec))
+            r = row.ratios
+            cells += [_fmt(getattr(r, n) if r else None) for n in RATIO_NAMES]
+            cells.append(_fmt(self.composite_of(row)))
+            lines.append("| " + " | ".join(cells) + " |")
+        weights = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
+        lines += ["", "Ratios are compressed / original (r_A = original / compressed "
+                  f"accuracy); lower is better. Composite: weighted mean with {weights}."]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: str | Path, stem: str = "report") -> dict[str, Path]:
+        """Write ``stem``.md/.csv/.json/.png into ``folder``; returns {kind: path}."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {kind: folder / f"{stem}.{kind}" for kind in ("md", "csv", "json", "png")}
+        paths["md"].write_text(self.to_markdown())
+        records = self.records()
+        keys: list[str] = []
+        for rec in records:
+            keys += [k for k in rec if k not in keys]
+        with paths["csv"].open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys or ["model", "method"])
+            writer.writeheader()
+            writer.writerows(records)
+        payload = {"title": self.title, "weights": self.weights, "rows": records}
+        paths["json"].write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+        self._plot(paths["png"])
+        return paths
+
+    def _plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        panels = ((axes[0], "param_bytes", 1 / 1024, "parameter size (KB)"),
+                  (axes[1], "latency_ms", 1.0, "latency (ms)"))
+        for ax, name, scale, label in panels:
+            for row in self.rows:
+                m = row.measurement
+                x = getattr(m, name)
+                if x is None or m.accuracy is None:
+                    continue
+                ax.scatter(x * scale, m.accuracy * 100)
+                ax.annotate(f"{row.model}/{row.method}", (x * scale, m.accuracy * 100),
+                            textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.set_xlabel(label)
+            ax.set_ylabel("top-1 accuracy (%)")
+            ax.grid(alpha=0.3)
+        fig.suptitle(self.title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)

@@ -1,0 +1,80 @@
+"""Index-space counts on crafted sparse matrices (hand-computed bits)."""
+
+import pytest
+import torch
+from torch import nn
+
+from slimkit.metrics import (
+    IndexSpace,
+    index_bits_csr,
+    index_bits_relative,
+    index_bits_shared,
+    index_space,
+)
+
+
+def crafted() -> torch.Tensor:
+    w = torch.zeros(4, 10)
+    w[0, 0] = 1  # flat 0
+    w[0, 9] = 2  # flat 9
+    w[2, 3] = 3  # flat 23
+    w[3, 9] = 4  # flat 39
+    return w
+
+
+def test_csr_bits_by_hand():
+    # 4 non-zeros, col index ceil(log2 10) = 4 bits; 5 row pointers of ceil(log2 5) = 3 bits
+    assert index_bits_csr(crafted()) == IndexSpace(count=9, bits=4 * 4 + 5 * 3)
+    assert index_bits_csr(torch.ones(3, 3)) == IndexSpace(0, 0)
+    conv = torch.zeros(2, 3, 2, 2)
+    conv[1, 2, 1, 1] = 1  # seen as (2, 12): one col index of 4 bits, 3 pointers of 1 bit
+    assert index_bits_csr(conv) == IndexSpace(count=4, bits=4 + 3)
+
+
+def test_relative_bits_with_fillers_by_hand():
+    # gaps from -1: 1, 9, 14, 16. With 3 bits (span 8): 1 + 2 + 2 + 2 = 7 entries, 3 fillers
+    assert index_bits_relative(crafted(), bits=3) == IndexSpace(7, 21, 3)
+    # with 4 bits (span 16): every gap fits, 4 entries
+    assert index_bits_relative(crafted(), bits=4) == IndexSpace(4, 16, 0)
+    # boundary: a gap of exactly 2^b fits, 2^b + 1 needs one filler
+    v = torch.zeros(20)
+    v[7] = 1  # gap 8
+    assert index_bits_relative(v, bits=3).fillers == 0
+    v[16] = 1  # gap 9
+    assert index_bits_relative(v, bits=3) == IndexSpace(3, 9, 1)
+    with pytest.raises(ValueError, match="bits"):
+        index_bits_relative(v, bits=0)
+
+
+def test_shared_bits():
+    assert index_bits_shared(1000, 16) == IndexSpace(1000, 4000)
+    assert index_bits_shared(1000, 17) == IndexSpace(1000, 5000)
+    assert index_bits_shared(1000, 1) == IndexSpace(0, 0)
+    with pytest.raises(ValueError, match="num_clusters"):
+        index_bits_shared(10, 0)
+
+
+def test_index_space_over_model():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(3, 3)  # would be sparse, but the layer reports its own
+            with torch.no_grad():
+                self.inner.weight[0] = 0
+
+        def index_bits(self):
+            return index_bits_shared(9, 4)
+
+        def forward(self, x):
+            return self.inner(x)
+
+    sparse = nn.Linear(10, 4, bias=False)
+    with torch.no_grad():
+        sparse.weight.copy_(crafted())
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), sparse, nn.BatchNorm1d(4), Shared())
+    got = index_space(net)
+    assert got == IndexSpace(9, 31) + IndexSpace(9, 18)  # dense conv and BN: nothing
+    assert index_space(net, encoding="relative", bits=3) == IndexSpace(7, 21, 3) + \
+        IndexSpace(9, 18)
+    with pytest.raises(KeyError, match="csr"):
+        index_space(net, encoding="coo")
