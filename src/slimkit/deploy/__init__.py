@@ -1,0 +1,38 @@
+"""Deployment: real int8 inference and compact files.
+
+- ``onnx_export``: ``export_onnx(model, input_shape, path)``, ``OnnxModel(path).run(x)``.
+- ``onnx_int8``: ``export_int8_onnx`` (QDQ file with our scales and int8 weights),
+  ``int8_session``, ``int8_report`` (which nodes onnxruntime runs in int8, float ones named),
+  ``ort_quantize_static`` (onnxruntime's own static quantization, for comparison).
+- ``torch_int8``: torch's x86 int8 backend via FX graph mode (``convert_torch_int8``,
+  ``float_modules``, ``state_dict_bytes``).
+
+Submodules are imported on first use so that ``import slimkit.deploy`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ExportError": "onnx_export",
+    "OnnxModel": "onnx_export",
+    "export_onnx": "onnx_export",
+    "export_int8_onnx": "onnx_int8",
+    "int8_session": "onnx_int8",
+    "int8_report": "onnx_int8",
+    "Int8Report": "onnx_int8",
+    "ort_quantize_static": "onnx_int8",
+    "convert_torch_int8": "torch_int8",
+    "float_modules": "torch_int8",
+    "state_dict_bytes": "torch_int8",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
