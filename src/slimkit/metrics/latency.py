@@ -17,6 +17,7 @@ import copy
 import statistics
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,8 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path,
     """Export ``model`` to ONNX (TorchScript exporter, dynamic batch axis) at ``path``."""
     path = Path(path)
     x = torch.randn(1, *input_shape, device=_device(model))
-    with _eval(model), torch.no_grad():
+    with _eval(model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is asked for
         torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset,
                           input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
