@@ -58,12 +58,14 @@ def keep_global(graph, score: Callable[[Any], Tensor], ratio: float,
     k = int(round(ratio * flat.numel()))
     if k == 0:
         return {}
-    threshold = torch.sort(flat).values[k - 1]
-    keep = {}
+    removed = torch.zeros(flat.numel(), dtype=torch.bool)
+    removed[torch.argsort(flat, stable=True)[:k]] = True  # the k lowest; ties: first listed
+    keep, start = {}, 0
     for g in groups:
         s = scores[g.id]
-        kept = int((s > threshold).sum())
-        kept = max(kept, g.size - int(max_group_ratio * g.size), 1)
+        lost = int(removed[start:start + g.size].sum())
+        start += g.size
+        kept = max(g.size - lost, g.size - int(max_group_ratio * g.size), 1)
         if kept < g.size:
             keep[g.id] = _top(s, kept)
     return _round(graph, keep)
