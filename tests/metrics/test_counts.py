@@ -169,3 +169,25 @@ def test_registry_lists_known_counters():
     assert "Linear" in MAC_COUNTERS and "_ConvNd" in MAC_COUNTERS
     with pytest.raises(KeyError, match="known"):
         MAC_COUNTERS.get("Nope")
+
+
+def test_resnet20_by_hand_and_against_torch_flop_counter():
+    zoo = pytest.importorskip("slimkit.zoo")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = zoo.create("resnet20").eval()
+    # stem 16*32*32*27; stage1 6 convs 16*1024*144; stage2 32*256*144 + 5*32*256*288
+    # + 1x1 shortcut 32*256*16; stage3 64*64*288 + 5*64*64*576 + 64*64*32; fc 640
+    hand = (442_368 + 14_155_776 + 1_179_648 + 11_796_480 + 131_072 + 1_179_648
+            + 11_796_480 + 131_072 + 640)
+    macs = count_macs(net, (3, 32, 32)).total
+    with FlopCounterMode(display=False) as flops, torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32))
+    assert macs == hand == flops.get_total_flops() // 2 == 40_813_184
+
+
+def test_zoo_lenets_match_published_counts():
+    zoo = pytest.importorskip("slimkit.zoo")
+    assert count_params(zoo.create("lenet5")) == 431_080
+    assert count_macs(zoo.create("lenet5"), (1, 28, 28)).total == 2_293_000
+    assert count_params(zoo.create("lenet300")) == 266_610
