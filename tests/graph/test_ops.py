@@ -1,0 +1,121 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit.graph import DependencyGraph, apply_channel_mask, shrink
+
+from ._models import ResProj, randomize_bn
+
+
+class SE(nn.Module):
+    """Squeeze-and-excitation gate: x * sigmoid(fc2(relu(fc1(mean(x))))) couples x's channels
+    with fc2's outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.fc1, self.fc2 = nn.Linear(8, 4), nn.Linear(4, 8)
+        self.out = nn.Conv2d(8, 5, 1)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))  # (N, 8)
+        y = x * s.view(s.size(0), s.size(1), 1, 1) * 2.0 + 1.0
+        return F.softmax(self.out(y).amax(dim=(2, 3)), dim=1)
+
+
+class OptionA(nn.Module):
+    """He et al.'s option-A shortcut: subsample and zero-pad the channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        short = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 4, 4))  # (N, 16, H/2, W/2)
+        return self.head(F.relu(self.conv(x) + short)).flatten(1)
+
+
+class Sliced(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(4, 6, 1), nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        return self.c(self.b(self.a(x)[:, :4]))
+
+
+def test_se_gate_couples_channels_with_excitation_outputs():
+    model = randomize_bn(SE()).eval()
+    x = torch.randn(2, 3, 6, 6)
+    g = DependencyGraph.build(model, x)
+    conv = g.group("conv")
+    assert [(m.module_name, m.role) for m in conv.members] == [
+        ("conv", "out"), ("fc2", "out"), ("fc1", "in"), ("out", "in"), ("bn", "bn")]
+    assert g.group("fc1").prunable and not g.group("out").prunable
+    keep = {"conv": torch.tensor([0, 2, 3, 7]), "fc1": torch.tensor([1, 2])}
+    small = shrink(model, g, keep)
+    assert small.fc2.out_features == 4 and small.fc1.in_features == 4 and small.fc2.in_features == 2
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), apply_channel_mask(model, g, keep)(x))
+
+
+def test_option_a_padding_shortcut_is_never_pruned_wrongly():
+    model = OptionA().eval()
+    x = torch.randn(1, 3, 8, 8)
+    g = DependencyGraph.build(model, x)
+    assert not g.group("conv").prunable and "do not line up" in g.group("conv").details()
+    assert not g.group("stem").prunable
+    assert [grp.id for grp in g.groups if grp.id.startswith("pad:")] == ["pad:pad", "pad:pad'"]
+
+
+def test_channel_slicing_fixes_the_sliced_group():
+    g = DependencyGraph.build(Sliced(), torch.randn(1, 3, 4, 4))
+    assert not g.group("a").prunable and "indexing of the batch or channel dim" in g.group("a").details()
+    assert g.group("b").prunable
+
+
+def test_ignored_layers_are_untouched_by_shrink():
+    model = randomize_bn(ResProj()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    g = DependencyGraph.build(model, x, ignore=("conv1", "bn1"))
+    assert [grp.id for grp in g.prunable_groups] == ["conv2"]
+    small = shrink(model, g, {"conv2": torch.arange(10)})
+    assert torch.equal(small.conv1.weight, model.conv1.weight)
+    assert small.conv2.out_channels == 10 and small.fc.in_features == 10
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), apply_channel_mask(model, g, {"conv2": torch.arange(10)})(x))
+
+
+def test_input_channel_pruning_of_a_consumer_removes_the_producers_filters():
+    """Channel selection scores a consumer's input columns (in_weights); the same keep-set
+    removes the producing filters and BN entries."""
+    model = randomize_bn(ResProj()).eval()
+    g = DependencyGraph.build(model, torch.randn(1, 3, 8, 8))
+    grp = g.group("conv1")
+    (cols,) = grp.in_weights()  # conv2's input columns, one row per channel
+    keep = cols.detach().abs().sum(1).topk(6).indices.sort().values
+    small = shrink(model, g, {"conv1": keep})
+    assert torch.equal(small.conv1.weight, model.conv1.weight[keep])
+    assert torch.equal(small.bn1.weight, model.bn1.weight[keep])
+    assert torch.equal(small.conv2.weight, model.conv2.weight[:, keep])
+
+
+@pytest.mark.parametrize("fn", [torch.roll, torch.fliplr])
+def test_every_unknown_function_on_the_channel_path_raises(fn):
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            return fn(y, 1) if fn is torch.roll else fn(y)
+
+    from slimkit.graph import GraphError
+    with pytest.raises(GraphError, match="dependency graph does not know"):
+        DependencyGraph.build(M(), torch.randn(1, 3, 4, 4))
