@@ -88,6 +88,10 @@ class SparseLinear(_SparseBase):
             y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
+    def macs(self, input: Tensor, output: Tensor) -> int:
+        """Multiply-accumulates of one sample: one per stored non-zero weight and row."""
+        return self.nnz() * (input[0].numel() // self.in_features if input.dim() > 1 else 1)
+
     def config(self) -> dict:
         return {"kind": "linear", "shape": list(self.weight_csr.shape)}
 
@@ -128,6 +132,10 @@ class SparseConv2d(_SparseBase):
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
+
+    def macs(self, input: Tensor, output: Tensor) -> int:
+        """Multiply-accumulates of one sample: each non-zero weight once per output position."""
+        return self.nnz() * output[0, 0].numel()
 
     def config(self) -> dict:
         return {"kind": "conv2d", "shape": list(self.weight_csr.shape), "in_channels": self.in_channels,

@@ -1,0 +1,1 @@
+"""One module per pruning method, each citing its paper (see `slimkit.pruning`)."""
