@@ -4,7 +4,7 @@ from torch import nn
 
 from slimkit.errors import UserError
 from slimkit.quant.pact import (
-    PACT, DoReFaLinear, PACTRegularizer, dorefa_weight, pact_quantize, prepare_pact,
+    PACT, DoReFaLinear, init_alpha_, PACTRegularizer, dorefa_weight, pact_quantize, prepare_pact,
     relus_feeding_layers,
 )
 
@@ -70,3 +70,13 @@ def test_dorefa_by_hand_and_errors():
         PACT(bits=0)
     with pytest.raises(UserError, match="alpha"):
         PACT(alpha=-1.0)
+
+
+def test_init_alpha_sets_percentile_of_inputs():
+    net = nn.Sequential(nn.Linear(3, 50), nn.ReLU(), nn.Linear(50, 2))
+    p = prepare_pact(net, bits=4)
+    x = torch.randn(40, 3)
+    got = init_alpha_(p, x, percentile=90)
+    ref = torch.quantile(net[0](x).detach().clamp_min(0).reshape(-1), 0.9)
+    assert got == {"1": pytest.approx(float(ref), rel=1e-5)}
+    assert float(p[1].alpha.detach()) == pytest.approx(float(ref), rel=1e-5)

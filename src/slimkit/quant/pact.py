@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook
 
-__all__ = ["pact_quantize", "PACT", "PACTRegularizer", "dorefa_weight", "DoReFaConv2d",
+__all__ = ["pact_quantize", "PACT", "init_alpha_", "PACTRegularizer", "dorefa_weight", "DoReFaConv2d",
            "DoReFaLinear", "prepare_pact", "relus_feeding_layers"]
 
 
@@ -95,6 +95,35 @@ class PACTRegularizer(Hook):
         if not alphas or self.lam == 0:
             return None
         return self.lam * sum(a.square() for a in alphas)
+
+
+@torch.no_grad()
+def init_alpha_(model: nn.Module, x: Tensor, percentile: float = 99.9) -> dict[str, float]:
+    """Set every PACT ``alpha`` to a percentile of its input on the batch ``x`` (in place).
+
+    When fine-tuning a trained network this starts from a clipping level that fits the
+    activations instead of the paper's from-scratch value 10. Returns name -> alpha.
+    """
+    if not 0 < percentile <= 100:
+        raise UserError(f"percentile must be in (0, 100], got {percentile}")
+    seen: dict[str, float] = {}
+    handles = []
+    for name, m in model.named_modules():
+        if isinstance(m, PACT):
+            def grab(mod, inp, name=name):
+                v = inp[0].detach().clamp_min(0).reshape(-1).float()
+                seen[name] = max(float(torch.quantile(v[:1_000_000], percentile / 100)), 1e-3)
+            handles.append(m.register_forward_pre_hook(grab))
+    was_training = model.training
+    try:
+        model.eval()(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for name, a in seen.items():
+        model.get_submodule(name).alpha.fill_(a)
+    return seen
 
 
 class _RoundSTE(torch.autograd.Function):
