@@ -102,3 +102,16 @@ def test_ort_quantize_static_runs_and_stays_close_to_float(tiny, tmp_path):
     assert set(ORT_CALIBRATION.names()) == {"entropy", "minmax", "percentile"}
     with pytest.raises(KeyError, match="known: entropy, minmax, percentile"):
         ort_quantize_static(f, [x[:8].numpy()], "mse")
+
+
+def test_quantize_ptq_model_exports_and_agrees(tmp_path):
+    ptq = pytest.importorskip("slimkit.quant.ptq")
+    model, x = trained_tiny()
+    sim = ptq.quantize_ptq(model, ptq.PTQConfig(weight_bits=8, act_bits=8, observer="minmax", per_channel=True),
+                           [x[:128]])
+    path = export_int8_onnx(sim, (3, 8, 8), tmp_path / "q.onnx", calib=[x[:128]])
+    got = OnnxModel(path).run(x.numpy())
+    want = sim(x).detach().numpy()
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
+    assert sqnr(torch.from_numpy(want), torch.from_numpy(got)) > 25.0
+    assert int8_report(path).mac_int8 == 3

@@ -22,6 +22,7 @@ conv/linear output is followed by a quantizer, which the int8 kernels need:
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,7 +365,6 @@ def ort_quantize_static(
     """onnxruntime's own static int8 quantization (QDQ, int8 weights per channel, int8
     activations) of a float ONNX file, calibrated on ``calib_arrays`` with ``method``
     (one of ``ORT_CALIBRATION.names()``). Returns the quantized file's path."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     import onnxruntime as ort
 
     calibrate_method = ORT_CALIBRATION.get(method)
@@ -374,6 +374,27 @@ def ort_quantize_static(
     out = Path(out_path) if out_path is not None else src.with_name(f"{src.stem}.ort_{method}.onnx")
     batches = _as_batches(calib_arrays, limit=10_000)
     name = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(max(level, logging.ERROR))  # onnxruntime's quantizer logs hints on the root logger
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:  # onnxruntime's recommended pre-processing (shape inference, graph clean-up)
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception:  # noqa: BLE001 - optional step; quantize the file as exported
+            pre = src
+        try:
+            _run_quantize_static(pre, out, name, batches, method, calibrate_method, per_channel)
+        finally:
+            root.setLevel(level)
+    return out
+
+
+def _run_quantize_static(src: Path, out: Path, name: str, batches: list[np.ndarray], method: str,
+                         calibrate_method, per_channel: bool) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
@@ -382,4 +403,3 @@ def ort_quantize_static(
         per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         calibrate_method=calibrate_method, extra_options=extra,
     )
-    return out
