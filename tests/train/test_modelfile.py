@@ -1,0 +1,94 @@
+import pytest
+import torch
+from torch import nn
+
+from slimkit import zoo
+from slimkit.errors import UserError
+from slimkit.train import channel_spec, load_model, read_model_file, resize_to_state_dict, save_model
+
+from _train_tiny import convnet
+
+
+def _same(a: nn.Module, b: nn.Module, shape) -> None:
+    a.eval(), b.eval()
+    x = torch.randn(2, *shape)
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["lenet300", "lenet5", "resnet20"])
+def test_save_load_round_trip(tmp_path, arch):
+    model = zoo.create(arch, num_classes=7).eval()
+    save_model(tmp_path / "m.pt", model, arch=arch, arch_kwargs={"num_classes": 7}, top1=0.5)
+    loaded = load_model(tmp_path / "m.pt")
+    assert read_model_file(tmp_path / "m.pt")["meta"]["top1"] == 0.5
+    assert type(loaded) is type(model) and not loaded.training
+    _same(model, loaded, zoo.input_shape(arch))
+
+
+def _prune_convs(model: nn.Module, keep: float) -> nn.Module:
+    """A hand-made structurally pruned resnet20: keep the first channels of each block's
+    inner conv (conv1 -> bn1 -> conv2 input), as a channel pruner would."""
+    for name, m in list(model.named_modules()):
+        if hasattr(m, "conv1") and hasattr(m, "conv2") and hasattr(m, "bn1"):
+            k = max(1, int(m.conv1.out_channels * keep))
+            c1, b1, c2 = m.conv1, m.bn1, m.conv2
+            n1 = nn.Conv2d(c1.in_channels, k, c1.kernel_size, c1.stride, c1.padding, bias=False)
+            n1.weight.data = c1.weight.data[:k].clone()
+            nb = nn.BatchNorm2d(k)
+            for attr in ("weight", "bias", "running_mean", "running_var"):
+                getattr(nb, attr).data = getattr(b1, attr).data[:k].clone() + 0.1
+            n2 = nn.Conv2d(k, c2.out_channels, c2.kernel_size, c2.stride, c2.padding, bias=False)
+            n2.weight.data = c2.weight.data[:, :k].clone()
+            m.conv1, m.bn1, m.conv2 = n1, nb, n2
+    return model
+
+
+def test_pruned_resnet_rebuilds_from_channel_spec(tmp_path):
+    pruned = _prune_convs(zoo.create("resnet20"), keep=0.5).eval()
+    n_pruned = sum(p.numel() for p in pruned.parameters())
+    assert n_pruned < sum(p.numel() for p in zoo.create("resnet20").parameters())
+    save_model(tmp_path / "p.pt", pruned, arch="resnet20")
+    loaded = load_model(tmp_path / "p.pt")
+    assert sum(p.numel() for p in loaded.parameters()) == n_pruned
+    _same(pruned, loaded, (3, 32, 32))
+
+
+def test_resize_infers_shapes_and_keeps_depthwise_groups():
+    small = convnet()
+    small[0] = nn.Conv2d(1, 4, 3, padding=1)
+    small[1], small[3], small[4] = nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.BatchNorm2d(4)
+    small[-1] = nn.Linear(4, 4)
+    sd = small.state_dict()
+    big = resize_to_state_dict(convnet(seed=3), sd)  # no spec: inferred from weight shapes
+    assert big[3].groups == 4 and big[3].in_channels == 4 and big[4].num_features == 4
+    big.load_state_dict(sd)
+    _same(small, big, (1, 8, 8))
+    assert channel_spec(big) == channel_spec(small)
+
+
+def test_resize_leaves_matching_modules_alone():
+    m = convnet()
+    ids = [id(x) for x in m.modules()]
+    resize_to_state_dict(m, m.state_dict())
+    assert [id(x) for x in m.modules()] == ids
+
+
+def test_input_model_is_not_changed_by_save(tmp_path):
+    m = zoo.create("lenet5")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    save_model(tmp_path / "m.pt", m, arch="lenet5")
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())
+
+
+def test_bad_model_files(tmp_path):
+    save_model(tmp_path / "m.pt", zoo.create("lenet5"), arch="lenet300")  # wrong arch name
+    with pytest.raises(UserError, match="m.pt"):
+        load_model(tmp_path / "m.pt")
+    save_model(tmp_path / "u.pt", zoo.create("lenet5"), arch="no-such-net")
+    with pytest.raises(UserError, match="no-such-net"):
+        load_model(tmp_path / "u.pt")
+    (tmp_path / "c.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="c.pt"):
+        load_model(tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="arch"):
+        save_model(tmp_path / "x.pt", zoo.create("lenet5"), arch="")
