@@ -135,3 +135,10 @@ def test_bad_num_classes(bad):
 def test_create_returns_fresh_models():
     a, b = zoo.create("lenet5"), zoo.create("lenet5")
     assert a is not b and a.conv1.weight is not b.conv1.weight
+
+
+def test_unknown_option_lists_options():
+    with pytest.raises(ValueError, match=r"does not take \['width'\]; its options: \['dropout', 'width_mult'\]"):
+        zoo.create("mobilenetv2", width=2)
+    with pytest.raises(ValueError, match="its options: none"):
+        zoo.create("resnet20", width_mult=2)

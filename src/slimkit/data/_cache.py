@@ -60,7 +60,7 @@ def source_key(source: Path) -> str:
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     """Write `array` to `path` via a temporary file in the same folder and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npy.tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)

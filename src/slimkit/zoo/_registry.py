@@ -6,6 +6,7 @@ shape the model was designed for, so callers can build example inputs without gu
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -65,6 +66,10 @@ def create(name: str, num_classes: int = 10, in_channels: int | None = None, **k
     """
     entry = MODELS.get(name)
     _check_positive_int(num_classes, "num_classes")
+    options = set(inspect.signature(entry.builder).parameters) - {"num_classes", "in_channels"}
+    unknown = sorted(set(kwargs) - options)
+    if unknown:
+        raise ValueError(f"model {name!r} does not take {unknown}; its options: {sorted(options) or 'none'}")
     channels = entry.input_shape[0] if in_channels is None else _check_positive_int(in_channels, "in_channels")
     return entry.builder(num_classes=num_classes, in_channels=channels, **kwargs)
 
