@@ -1,5 +1,7 @@
 """Index-space counts on crafted sparse matrices (hand-computed bits)."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -78,3 +80,64 @@ def test_index_space_over_model():
         IndexSpace(9, 18)
     with pytest.raises(KeyError, match="csr"):
         index_space(net, encoding="coo")
+
+
+class CSRHolder(nn.Module):
+    """Keeps its weight as a CSR tensor attribute with int32 indices, reports index width."""
+
+    def __init__(self, dense: torch.Tensor):
+        super().__init__()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+            csr = dense.to_sparse_csr()
+            self.weight_csr = torch.sparse_csr_tensor(
+                csr.crow_indices().int(), csr.col_indices().int(), csr.values(),
+                size=dense.shape, check_invariants=True)
+
+    def index_bits(self):  # width of one stored index
+        return 32
+
+    def forward(self, x):
+        return x
+
+
+def test_per_index_width_protocol_and_inferred_counts():
+    holder = CSRHolder(crafted())
+    # 4 column indices + 5 row pointers, 32 bits each
+    assert index_space(holder) == IndexSpace(9, 9 * 32)
+
+    class Codes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("indices", torch.zeros(3, 5, dtype=torch.uint8))
+
+        def index_bits(self):
+            return 4
+
+    class Counted(Codes):
+        def index_count(self):
+            return 7
+
+    assert index_space(Codes()) == IndexSpace(15, 60)
+    assert index_space(Counted()) == IndexSpace(7, 28)
+
+
+def test_sparse_attribute_counts_in_params_and_bytes():
+    from slimkit.metrics import count_params, param_bytes
+
+    holder = CSRHolder(crafted())
+    assert count_params(holder) == 4  # stored non-zero values
+    assert param_bytes(holder) == 4 * 4 + 4 * 4 + 5 * 4  # values + col idx + row ptr
+
+
+def test_with_slimkit_sparse_layers():
+    sparse = pytest.importorskip("slimkit.pruning.sparse")
+    from slimkit.metrics import count_macs, count_params
+
+    lin = nn.Linear(10, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(crafted())
+    sp = sparse.SparseLinear.from_dense(lin)
+    assert count_macs(sp, (10,)).total == 4 == count_macs(lin, (10,), skip_zeros=True).total
+    assert count_params(sp) == 4
+    assert index_space(sp) == IndexSpace(9, 9 * 32)  # int32 CSR arrays as stored

@@ -86,6 +86,23 @@ def _own_tensors(module: nn.Module, seen: set[int]) -> Iterator[tuple[str, Tenso
         yield name, b, False
 
 
+def _sparse_attrs(module: nn.Module, seen: set[int]) -> Iterator[Tensor]:
+    """Sparse tensors a module keeps as plain attributes (e.g. a CSR ``weight_csr``)."""
+    for value in vars(module).values():
+        if isinstance(value, Tensor) and value.layout != torch.strided and id(value) not in seen:
+            seen.add(id(value))
+            yield value
+
+
+def _sparse_parts(t: Tensor) -> list[Tensor]:
+    if t.layout == torch.sparse_csr:
+        return [t.values(), t.col_indices(), t.crow_indices()]
+    if t.layout == torch.sparse_coo:
+        c = t.coalesce()
+        return [c.values(), c.indices()]
+    return [t]
+
+
 def _walk(module: nn.Module, hook: str, leaf: Callable[[nn.Module, set[int]], float],
           seen: set[int]) -> float:
     override = getattr(module, hook, None)
@@ -102,14 +119,16 @@ def _walk(module: nn.Module, hook: str, leaf: Callable[[nn.Module, set[int]], fl
 def count_params(model: nn.Module) -> int:
     """Number of parameter values of ``model`` (shared parameters counted once).
 
-    Definition: sum of ``numel`` over ``model.parameters()``. BN running statistics are
+    Definition: sum of ``numel`` over ``model.parameters()``, plus the stored values of
+    sparse (CSR/COO) tensors a module keeps as attributes. BN running statistics are
     buffers, not parameters, and are not counted here (they do count in ``param_bytes``).
     A module defining ``num_params()`` reports its own count (e.g. a quantized layer whose
     packed weights are buffers).
     """
 
     def leaf(m: nn.Module, seen: set[int]) -> float:
-        return float(sum(t.numel() for _, t, is_p in _own_tensors(m, seen) if is_p))
+        dense = sum(t.numel() for _, t, is_p in _own_tensors(m, seen) if is_p)
+        return float(dense + sum(_sparse_parts(t)[0].numel() for t in _sparse_attrs(m, seen)))
 
     return int(_walk(model, "num_params", leaf, set()))
 
@@ -120,13 +139,16 @@ def param_bytes(model: nn.Module) -> int:
     Definition: sum over parameters and persistent buffers of ``numel * bits(dtype) / 8``
     (fp32 4 bytes, fp16 2, int8 1, packed int4 0.5 per value), rounded up to whole bytes.
     Buffers count (BN running mean/var, packed weights stored as buffers); BN's
-    ``num_batches_tracked`` counter and pruning masks (``*_mask``) do not. A module defining
+    ``num_batches_tracked`` counter and pruning masks (``*_mask``) do not; sparse tensors kept
+    as attributes count their values and index arrays. A module defining
     ``storage_bytes()`` reports what it really needs, for itself and its children, and that
     wins over counting its tensors.
     """
 
     def leaf(m: nn.Module, seen: set[int]) -> float:
-        return sum(tensor_bytes(t) for _, t, _ in _own_tensors(m, seen))
+        dense = sum(tensor_bytes(t) for _, t, _ in _own_tensors(m, seen))
+        return dense + sum(tensor_bytes(p) for t in _sparse_attrs(m, seen)
+                           for p in _sparse_parts(t))
 
     return int(math.ceil(_walk(model, "storage_bytes", leaf, set())))
 

@@ -110,7 +110,37 @@ def _csr(weight: Tensor, bits: int = 5) -> IndexSpace:  # CSR index widths follo
     return index_bits_csr(weight)
 
 
+def _sparse_index_arrays(module: nn.Module) -> list[Tensor]:
+    """Index arrays of sparse tensors a module holds as plain attributes (e.g. ``weight_csr``)."""
+    out: list[Tensor] = []
+    for value in vars(module).values():
+        if not isinstance(value, Tensor):
+            continue
+        if value.layout == torch.sparse_csr:
+            out += [value.col_indices(), value.crow_indices()]
+        elif value.layout == torch.sparse_coo:
+            out.append(value.coalesce().indices())
+    return out
+
+
+def _inferred_count(module: nn.Module) -> int:
+    arrays = _sparse_index_arrays(module)
+    if arrays:  # CSR: column indices + row pointers
+        return sum(a.numel() for a in arrays)
+    codes = getattr(module, "indices", None)
+    if isinstance(codes, Tensor):  # weight sharing: one codebook index per weight
+        return codes.numel()
+    w = getattr(module, "weight", None)
+    return int(torch.count_nonzero(w.detach())) if isinstance(w, Tensor) else 0
+
+
 def _reported(module: nn.Module) -> IndexSpace | None:
+    """What a layer reports: ``index_space()`` (an IndexSpace), or ``index_bits()`` as the
+    width of one stored index (an IndexSpace is accepted too) times ``index_count()`` or an
+    inferred count (CSR arrays, codebook ``indices``, non-zero weights)."""
+    full = getattr(module, "index_space", None)
+    if callable(full):
+        return full()
     fn = getattr(module, "index_bits", None)
     if not callable(fn):
         return None
@@ -118,15 +148,17 @@ def _reported(module: nn.Module) -> IndexSpace | None:
     if isinstance(value, IndexSpace):
         return value
     count_fn = getattr(module, "index_count", None)
-    count = int(count_fn()) if callable(count_fn) else 0
-    return IndexSpace(count, int(value))
+    count = int(count_fn()) if callable(count_fn) else _inferred_count(module)
+    return IndexSpace(count, count * int(value))
 
 
 def index_space(model: nn.Module, encoding: str = "csr", bits: int = 5) -> IndexSpace:
     """D: indices all layers of ``model`` store.
 
-    A module defining ``index_bits()`` (returning an ``IndexSpace``, or an int of bits with an
-    optional ``index_count()``) reports its own, and its children are skipped. Otherwise each
+    A module defining ``index_space() -> IndexSpace``, or ``index_bits()`` (bits of *one*
+    stored index, as SparseLinear and weight-sharing layers define it; the count comes from
+    ``index_count()`` or is inferred: CSR column indices + row pointers, codebook indices,
+    non-zero weights) reports its own, and its children are skipped. Otherwise each
     weight of 2+ dims with zeros is costed by ``encoding`` ('csr' or 'relative' with ``bits``);
     dense weights, biases and BN need no indices.
     """
