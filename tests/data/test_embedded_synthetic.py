@@ -29,8 +29,14 @@ def test_digits_shapes_and_split():
     train, test = data.load("digits"), data.load("digits", split="test")
     assert len(train) + len(test) == 1797 and abs(len(test) - 360) <= 2
     assert train[0][0].shape == (1, 8, 8) == data.input_shape("digits")
+    assert np.bincount(test.targets.numpy()).min() >= 35  # every class in test, ~20% each
+
+
+@pytest.mark.slow
+def test_digits_match_sklearn():
     from sklearn.datasets import load_digits
 
+    test = data.load("digits", split="test")
     d = load_digits()
     x, _ = test[0]
     img = (x * test.std[0] + test.mean[0]) * 16

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -49,10 +51,17 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    spec = importlib.util.find_spec("sklearn")  # locate load_digits' CSV without importing sklearn
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is not None and path.is_file():
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (1797, 65): pixels, label
+        x, y = table[:, :-1], table[:, -1]
+    else:
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
-    return d.data.astype(np.uint8).reshape(-1, 1, 8, 8), d.target.astype(np.int64)
+        d = load_digits()
+        x, y = d.data, d.target
+    return x.astype(np.uint8).reshape(-1, 1, 8, 8), y.astype(np.int64)
 
 
 @register_dataset("mnist5k", num_classes=10, input_shape=(1, 28, 28), mean=MNIST_MEAN, std=MNIST_STD)
