@@ -56,7 +56,7 @@ def test_prepare_pact_replaces_only_feeding_relus_and_dorefa():
     assert isinstance(p[1], PACT) and isinstance(p[5], PACT) and type(p[7]) is nn.ReLU
     assert type(p[0]) is nn.Conv2d and isinstance(p[4], DoReFaLinear) and type(p[6]) is nn.Linear
     wq = p[4].quantized_weight().detach()
-    levels = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
+    levels = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]) * net[4].weight.detach().abs().max()
     assert ((wq[..., None] - levels).abs().min(-1).values < 1e-6).all()
     assert p(torch.randn(2, 1, 8, 8)).shape == (2, 8)
     assert type(net[1]) is nn.ReLU                                    # input untouched
@@ -66,6 +66,7 @@ def test_dorefa_by_hand_and_errors():
     w = torch.tensor([0.0, 1.0, -2.0])
     t = torch.tanh(w) / (2 * torch.tanh(torch.tensor(2.0))) + 0.5
     torch.testing.assert_close(dorefa_weight(w, 1), 2 * torch.round(t) - 1)
+    torch.testing.assert_close(dorefa_weight(w, 1, scale=True), 2 * (2 * torch.round(t) - 1))
     with pytest.raises(UserError, match="bits"):
         PACT(bits=0)
     with pytest.raises(UserError, match="alpha"):

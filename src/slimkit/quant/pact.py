@@ -10,8 +10,9 @@ with the straight-through estimator for ``round``, which gives (Eq. 3)
 ``d y_q / d x = 1`` for ``0 <= x < alpha`` (else 0) and ``d y_q / d alpha = 1`` for
 ``x >= alpha`` (else 0). ``alpha`` is L2-regularised (:class:`PACTRegularizer`) and starts
 at 10, as in the paper. Weights are quantized with DoReFa (Zhou et al. 2016), as the paper
-does: ``w_q = 2 quantize_k(tanh(w) / (2 max|tanh w|) + 1/2) - 1``; the first and last layers
-keep float weights.
+does: ``w_q = 2 quantize_k(tanh(w) / (2 max|tanh w|) + 1/2) - 1``, times a per-layer fp32
+scale ``max|w|`` (our addition, so that networks without BatchNorm such as LeNet keep their
+activation scale); the first and last layers keep float weights.
 
 >>> import torch
 >>> from torch import nn
@@ -136,24 +137,30 @@ class _RoundSTE(torch.autograd.Function):
         return g
 
 
-def dorefa_weight(w: Tensor, bits: int) -> Tensor:
-    """DoReFa-Net k-bit weights in [-1, 1] (straight-through rounding)."""
+def dorefa_weight(w: Tensor, bits: int, scale: bool = False) -> Tensor:
+    """DoReFa-Net k-bit weights in [-1, 1] (straight-through rounding); with ``scale`` the
+    codes are multiplied by the layer's ``max|w|`` (a constant, fp32 scale) so that networks
+    without BatchNorm keep their activation scale."""
     n = 2**bits - 1
     t = torch.tanh(w)
     t = t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5              # in [0, 1]
-    return 2 * _RoundSTE.apply(t * n) / n - 1
+    q = 2 * _RoundSTE.apply(t * n) / n - 1
+    return q * w.detach().abs().max() if scale else q
 
 
 class _DoReFa:
     weight: Tensor
     weight_bits: int
 
+    weight_scale: bool = True
+
     def quantized_weight(self) -> Tensor:
-        return dorefa_weight(self.weight, self.weight_bits)
+        return dorefa_weight(self.weight, self.weight_bits, self.weight_scale)
 
     def storage_bytes(self) -> int:
+        """Packed ``weight_bits`` codes + one fp32 scale + fp32 bias."""
         bias = 0 if self.bias is None else 4 * self.bias.numel()
-        return (self.weight.numel() * self.weight_bits + 7) // 8 + bias
+        return (self.weight.numel() * self.weight_bits + 7) // 8 + 4 + bias
 
 
 class DoReFaConv2d(_DoReFa, nn.Conv2d):
