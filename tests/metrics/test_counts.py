@@ -198,3 +198,21 @@ def test_zoo_lenets_match_published_counts():
     assert count_params(zoo.create("lenet5")) == 431_080
     assert count_macs(zoo.create("lenet5"), (1, 28, 28)).total == 2_293_000
     assert count_params(zoo.create("lenet300")) == 266_610
+
+
+def test_torch_ao_quantized_layers():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.nn import quantized as nnq
+
+        lin, conv = nnq.Linear(20, 4), nnq.Conv2d(3, 2, 3)
+    # Linear has a packed-params child that is never called: still counted as one layer
+    net = nn.Sequential(nnq.Quantize(0.1, 0, torch.quint8), lin, nnq.DeQuantize())
+    macs = count_macs(net, (20,))
+    assert macs.total == 80 and list(macs.per_layer) == ["0", "1", "2"]
+    assert count_params(lin) == 84 and count_params(conv) == 56
+    # int8 weights 1 byte each + fp32 scale and int32 zero point (per tensor) + fp32 bias
+    assert param_bytes(lin) == 80 + 8 + 16
+    assert param_bytes(conv) == 54 + 8 + 8

@@ -103,6 +103,29 @@ def _sparse_parts(t: Tensor) -> list[Tensor]:
     return [t]
 
 
+def _packed_weights(module: nn.Module) -> list[Tensor]:
+    """Weights torch.ao quantized modules keep packed behind ``weight()``/``bias()`` methods."""
+    w = getattr(module, "weight", None)
+    if not callable(w) or isinstance(w, Tensor) or isinstance(w, nn.Module):
+        return []
+    try:
+        out = [w()]
+        b = getattr(module, "bias", None)
+        out.append(b() if callable(b) and not isinstance(b, Tensor) else b)
+    except (RuntimeError, TypeError, AttributeError):
+        return []
+    return [t for t in out if isinstance(t, Tensor)]
+
+
+def _quant_bytes(t: Tensor) -> float:
+    """Bytes of a tensor; a quantized tensor adds fp32 scale + int32 zero point per channel."""
+    if not t.is_quantized:
+        return tensor_bytes(t)
+    channels = (t.q_per_channel_scales().numel()
+                if t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric) else 1)
+    return tensor_bytes(t) + 8 * channels
+
+
 def _walk(module: nn.Module, hook: str, leaf: Callable[[nn.Module, set[int]], float],
           seen: set[int]) -> float:
     override = getattr(module, hook, None)
@@ -128,6 +151,7 @@ def count_params(model: nn.Module) -> int:
 
     def leaf(m: nn.Module, seen: set[int]) -> float:
         dense = sum(t.numel() for _, t, is_p in _own_tensors(m, seen) if is_p)
+        dense += sum(t.numel() for t in _packed_weights(m))
         return float(dense + sum(_sparse_parts(t)[0].numel() for t in _sparse_attrs(m, seen)))
 
     return int(_walk(model, "num_params", leaf, set()))
@@ -140,13 +164,16 @@ def param_bytes(model: nn.Module) -> int:
     (fp32 4 bytes, fp16 2, int8 1, packed int4 0.5 per value), rounded up to whole bytes.
     Buffers count (BN running mean/var, packed weights stored as buffers); BN's
     ``num_batches_tracked`` counter and pruning masks (``*_mask``) do not; sparse tensors kept
-    as attributes count their values and index arrays. A module defining
+    as attributes count their values and index arrays; torch.ao quantized layers count their
+    packed ``weight()`` (int8: 1 byte per value + 8 bytes of scale/zero point per channel) and
+    ``bias()``. A module defining
     ``storage_bytes()`` reports what it really needs, for itself and its children, and that
     wins over counting its tensors.
     """
 
     def leaf(m: nn.Module, seen: set[int]) -> float:
         dense = sum(tensor_bytes(t) for _, t, _ in _own_tensors(m, seen))
+        dense += sum(_quant_bytes(t) for t in _packed_weights(m))
         return dense + sum(tensor_bytes(p) for t in _sparse_attrs(m, seen)
                            for p in _sparse_parts(t))
 
@@ -252,11 +279,13 @@ def _first_tensor(obj: object) -> Tensor | None:
 
 
 def counted_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """(name, module) of the modules ``count_macs`` hooks: leaves, and modules with a
-    ``macs()`` override (whose children are skipped). A leaf root is named by its class."""
+    """(name, module) of the modules ``count_macs`` hooks: leaves, modules with a ``macs()``
+    override and modules with a registered counter (their children are skipped, e.g. a
+    torch.ao quantized Linear's packed-params child). A leaf root is named by its class."""
 
     def visit(prefix: str, m: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-        if callable(getattr(m, "macs", None)) or not any(True for _ in m.children()):
+        if (callable(getattr(m, "macs", None)) or _counter_for(m) is not None
+                or not any(True for _ in m.children())):
             yield prefix, m
             return
         for name, child in m.named_children():
