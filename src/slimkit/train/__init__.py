@@ -5,6 +5,7 @@
 >>> save_model("lenet5.pt", model, arch="lenet5")
 """
 
+from slimkit.train.api import train_model
 from slimkit.train.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from slimkit.train.history import History
 from slimkit.train.hooks import Hook, HookList
@@ -18,5 +19,5 @@ __all__ = [
     "History", "Hook", "HookList", "OPTIMIZERS", "SCHEDULES", "atomic_write", "build_from_state",
     "channel_spec", "cross_entropy", "epoch_generator", "evaluate", "fit", "load_checkpoint",
     "load_model", "read_model_file", "resize_to_state_dict", "save_checkpoint", "save_model",
-    "seed_everything",
+    "seed_everything", "train_model",
 ]

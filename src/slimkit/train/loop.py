@@ -229,6 +229,9 @@ def _reseed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):  # DistributedSampler: order from (its seed, epoch)
         sampler.set_epoch(epoch)
+    collate = getattr(loader, "collate_fn", None)
+    if hasattr(collate, "set_epoch"):  # augmenting collate functions with their own RNG
+        collate.set_epoch(epoch)
 
 
 def _restore(path: Path, model: nn.Module, opt, sched, device) -> tuple[History, int]:
