@@ -4,8 +4,8 @@ Pruning for Accelerating Very Deep Neural Networks", ICCV 2017).
 For a layer pair (producer -> consumer conv), sample the consumer's input patches X and its
 original outputs Y on a few calibration batches, then
 
-1. choose channels: min_b ||Y - sum_c b_c X_c W_c^T||^2 + alpha ||b||_1, raising alpha until
-   at most `n_keep` coefficients are non-zero (`sklearn.linear_model.Lasso`);
+1. choose channels: min_b 1/2 ||Y - sum_c b_c X_c W_c^T||^2 + lam ||b||_1, raising lam until
+   at most `n_keep` coefficients are non-zero (coordinate descent on the C x C Gram matrix);
 2. reconstruct: least squares `W' = argmin ||Y - X_keep W'^T||` (`torch.linalg.lstsq`).
 
 No fine-tuning is needed; the producer's removed filters go with the graph's `shrink`.
@@ -37,30 +37,48 @@ def _patches(x: Tensor, conv: nn.Conv2d, rows: Tensor | None, max_rows: int, gen
     return cols[rows].reshape(len(rows), -1, k), rows
 
 
+def lasso_cd(gram: Tensor, zty: Tensor, lam: float, beta: Tensor | None = None,
+             iters: int = 200, tol: float = 1e-6) -> Tensor:
+    """Coordinate descent for min_b 1/2 ||y - Z b||^2 + lam ||b||_1 on the Gram form
+    (gram = Z^T Z, zty = Z^T y): b_j <- soft(zty_j - (G b)_j + G_jj b_j, lam) / G_jj."""
+    c = zty.numel()
+    beta = torch.zeros(c, dtype=gram.dtype) if beta is None else beta.clone()
+    diag = gram.diagonal().clamp_min(1e-12)
+    for _ in range(iters):
+        delta = 0.0
+        for j in range(c):
+            rho = zty[j] - gram[j] @ beta + diag[j] * beta[j]
+            new = torch.sign(rho) * torch.clamp(rho.abs() - lam, min=0.0) / diag[j]
+            delta = max(delta, float((new - beta[j]).abs()))
+            beta[j] = new
+        if delta < tol * float(beta.abs().max().clamp_min(1e-12)):
+            break
+    return beta
+
+
 def lasso_select(patches: Tensor, weight: Tensor, target: Tensor, n_keep: int,
-                 max_iter: int = 30) -> Tensor:
-    """Sorted indices of the `n_keep` input channels chosen by LASSO (He'17, eq. 3).
+                 max_iter: int = 40) -> Tensor:
+    """Sorted indices of the `n_keep` input channels chosen by LASSO (He'17, eq. 3):
+    lam is raised (bisection on log lam) until at most `n_keep` coefficients are non-zero.
 
     patches (S, C, k), weight (O, C, kh, kw), target (S, O).
     """
-    from sklearn.linear_model import Lasso
-
     s, c, k = patches.shape
     w = weight.reshape(weight.shape[0], c, k)  # (O, C, k)
     z = torch.einsum("sck,ock->cso", patches.double(), w.double()).reshape(c, -1).T  # (S*O, C)
     y = target.double().reshape(-1)
-    zn, yn = z.numpy(), y.numpy()
-    lo, hi = 1e-8, float((z.T @ y).abs().max() / z.shape[0]) * 2 + 1e-12  # hi zeroes every b
-    beta = torch.ones(c)
-    for _ in range(max_iter):  # bisection on log(alpha) for ||b||_0 <= n_keep
-        alpha = (lo * hi) ** 0.5
-        model = Lasso(alpha=alpha, fit_intercept=False, max_iter=2000, tol=1e-4).fit(zn, yn)
-        b = torch.from_numpy(model.coef_).float()
+    gram, zty = z.T @ z, z.T @ y
+    lo, hi = 1e-10 * float(zty.abs().max()), float(zty.abs().max()) + 1e-12  # hi zeroes every b
+    beta = torch.ones(c, dtype=torch.float64)
+    warm = None
+    for _ in range(max_iter):
+        lam = (lo * hi) ** 0.5
+        b = lasso_cd(gram, zty, lam, warm)
         nnz = int((b != 0).sum())
         if nnz > n_keep:
-            lo = alpha
+            lo, warm = lam, b
         else:
-            hi, beta = alpha, b
+            hi, beta = lam, b
             if nnz == n_keep:
                 break
     order = torch.argsort(beta.abs(), descending=True, stable=True)
