@@ -1,6 +1,5 @@
 """Exact parameter/byte/MAC counts against hand computation."""
 
-from collections import OrderedDict
 
 import pytest
 import torch
@@ -216,3 +215,34 @@ def test_torch_ao_quantized_layers():
     # int8 weights 1 byte each + fp32 scale and int32 zero point (per tensor) + fp32 bias
     assert param_bytes(lin) == 80 + 8 + 16
     assert param_bytes(conv) == 54 + 8 + 8
+
+
+def test_layers_that_look_like_conv_or_linear():
+    class Hashed(nn.Module):  # weight computed from a few real values, F.linear in forward
+        def __init__(self):
+            super().__init__()
+            self.in_features, self.out_features = 6, 4
+            self.real = nn.Parameter(torch.randn(3))
+            self.register_buffer("bucket", torch.randint(0, 3, (4, 6)), persistent=False)
+
+        @property
+        def weight(self):
+            return self.real[self.bucket]
+
+        def forward(self, x):
+            return nn.functional.linear(x, self.weight)
+
+    class SharedConv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.in_channels, self.out_channels, self.kernel_size, self.groups = 2, 3, (3, 3), 1
+            self.weight = nn.Parameter(torch.randn(3, 2, 3, 3))
+
+        def forward(self, x):
+            return nn.functional.conv2d(x, self.weight)
+
+    net = nn.Sequential(SharedConv(), nn.Flatten(), nn.Linear(27, 6), Hashed())
+    macs = count_macs(net, (2, 5, 5))
+    assert macs.per_layer["0"].macs == 3 * 3 * 3 * 2 * 9
+    assert macs.per_layer["3"].macs == 24
+    assert count_params(net) == 54 + 27 * 6 + 6 + 3

@@ -228,10 +228,6 @@ def _nnz(m: nn.Module) -> int:
     return int(torch.count_nonzero(_weight(m).detach()))
 
 
-def _batch(t: Tensor) -> int:
-    return t.shape[0] if t.dim() > 0 else 1
-
-
 @MAC_COUNTERS.register("_ConvNd")
 def _conv_macs(m: nn.Module, x: Tensor, y: Tensor, skip_zeros: bool) -> int:
     transposed = bool(getattr(m, "transposed", False))
@@ -302,6 +298,22 @@ def _counter_for(m: nn.Module) -> MacCounter | None:
     return None
 
 
+_CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "groups")
+_LINEAR_ATTRS = ("in_features", "out_features")
+
+
+def _duck_counter(m: nn.Module) -> MacCounter | None:
+    """Leaf layers that are not nn.Conv/nn.Linear but carry their attributes and a ``weight``
+    (hashed, weight-shared layers computing ``F.conv2d``/``F.linear``) count like them."""
+    if any(True for _ in m.children()) or getattr(m, "weight", None) is None:
+        return None
+    if all(hasattr(m, a) for a in _CONV_ATTRS):
+        return _conv_macs
+    if all(hasattr(m, a) for a in _LINEAR_ATTRS):
+        return _linear_macs
+    return None
+
+
 def count_macs(model: nn.Module, input_shape: Sequence[int], skip_zeros: bool = False,
                dtype: torch.dtype = torch.float32) -> MacCount:
     """C: multiply-accumulates of one forward pass on a batch-1 input of ``input_shape``.
@@ -314,6 +326,9 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], skip_zeros: bool = 
       ``skip_zeros``: ``nnz(weight)`` per row.
     - A module defining ``macs(input, output) -> int`` is counted by that method and its
       children are not visited (factorised, sparse, custom layers).
+    - Other leaf layers with a ``weight`` and Conv attributes (in_channels, out_channels,
+      kernel_size, groups) or Linear attributes (in_features, out_features) count as those.
+    - More kinds: ``@MAC_COUNTERS.register("ClassName")`` (matched along the class MRO).
     - Everything else (BN, activations, pooling, dropout, flatten) is listed with 0 MACs.
     Functional ops in a parent's ``forward`` (``x @ w``, ``F.conv2d``) are not seen; wrap them
     in a module with ``macs()``. A module called several times accumulates its MACs.
@@ -332,7 +347,8 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], skip_zeros: bool = 
     handles = []
 
     def make_hook(name: str, m: nn.Module):
-        counter = None if callable(getattr(m, "macs", None)) else _counter_for(m)
+        counter = None if callable(getattr(m, "macs", None)) else (
+            _counter_for(m) or _duck_counter(m))
 
         def hook(mod: nn.Module, inputs: tuple, output: object) -> None:
             xin, yout = _first_tensor(inputs), _first_tensor(output)
