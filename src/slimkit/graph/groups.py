@@ -163,9 +163,9 @@ class DependencyGraph:
         return len(self.groups)
 
     def group(self, group_id: str) -> Group:
-        for g in self.groups:
-            if g.id == group_id:
-                return g
+        by_id = {g.id: g for g in self.groups}
+        if group_id in by_id:
+            return by_id[group_id]
         known = ", ".join(g.id for g in self.groups[:20])
         raise UserError(f"unknown group {group_id!r}; groups are: {known}"
                         + (", ..." if len(self.groups) > 20 else ""))
