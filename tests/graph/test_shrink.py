@@ -117,3 +117,18 @@ def test_round_to_keeps_multiples():
     best = scores[5:].topk(3).indices + 5
     assert added == sorted(best.tolist())
     assert shrink(model, graph, rounded).conv1.out_channels == 8
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
+def test_shrunk_zoo_model_rebuilds_from_state_dict_and_channel_spec(name):
+    resize = pytest.importorskip("slimkit.train.resize")
+    torch.manual_seed(0)
+    model = randomize_bn(zoo.create(name)).eval()
+    x = torch.randn(1, *zoo.input_shape(name))
+    graph = DependencyGraph.build(model, x)
+    small = shrink(model, graph, l1_keep(graph, 0.5))
+    spec = resize.channel_spec(small)
+    rebuilt = resize.resize_to_state_dict(zoo.create(name), small.state_dict(), spec).eval()
+    rebuilt.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), small(x))
