@@ -79,3 +79,21 @@ def test_loader_bad_args():
         data.loader(cifar_like(), batch_size=0)
     with pytest.raises(ValueError, match="torch.distributed"):
         data.loader(cifar_like(), distributed=True)
+
+
+def test_workers_draw_different_augmentations():
+    imgs = torch.arange(3 * 32 * 32, dtype=torch.float32).reshape(1, 3, 32, 32).repeat(8, 1, 1, 1) % 251
+    ds = ArrayDataset(imgs.to(torch.uint8), torch.zeros(8), num_classes=10, mean=(0.0,) * 3, std=(1.0,) * 3,
+                      augment="crop_flip")
+    b0, b1 = [x for x, _ in data.loader(ds, batch_size=4, augment=True, num_workers=2)]
+    assert not torch.equal(b0, b1)  # same images, different per-worker random streams
+
+
+def test_reused_loader_augments_each_epoch_afresh():
+    ld = data.loader(cifar_like(8), batch_size=8, augment=True)
+    assert not torch.equal(next(iter(ld))[0], next(iter(ld))[0])
+
+
+def test_embedded_sets_take_no_root(tmp_path):
+    with pytest.raises(ValueError, match="embedded and takes no root"):
+        data.load("mnist5k", root=tmp_path)
