@@ -99,3 +99,18 @@ def test_graph_of_another_model_is_refused():
 def test_ignore_must_be_a_sequence():
     with pytest.raises(GraphError, match="write ignore="):
         DependencyGraph.build(ResProj(), torch.randn(1, 3, 8, 8), ignore="fc")
+
+
+def test_unknown_layer_type_names_the_layer():
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.shuffle, self.out = nn.Conv2d(3, 8, 1), nn.PixelShuffle(2), nn.Conv2d(2, 1, 1)
+
+        def forward(self, x):
+            return self.out(self.shuffle(self.conv(x)))
+
+    with pytest.raises(GraphError, match="layer 'shuffle' of type PixelShuffle.*add 'shuffle' to ignore"):
+        DependencyGraph.build(M(), X)
+    g = DependencyGraph.build(M(), X, ignore=("shuffle",))
+    assert not g.group("conv").prunable and g.group("out").id == "out"
