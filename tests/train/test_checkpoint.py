@@ -58,6 +58,14 @@ def test_resume_with_batchnorm_conv_is_exact(tmp_path):
         assert torch.equal(v, res.state_dict()[k]), k
 
 
+def test_an_epoch_cut_short_is_not_checkpointed(tmp_path):
+    h = fit(mlp(), loader(blobs(96)), epochs=3, max_steps=5, checkpoint_dir=tmp_path,
+            progress=False)  # 3 steps per epoch: epoch 0 completes, epoch 1 is cut
+    assert h.epochs == 2 and h.stopped == "max_steps"
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["epoch"] == 0 and ck["history"]["steps"] == 3
+
+
 def test_resume_after_the_last_epoch_changes_nothing(tmp_path):
     m = mlp()
     fit(m, loader(blobs(64)), epochs=2, checkpoint_dir=tmp_path, progress=False)

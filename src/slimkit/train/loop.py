@@ -109,8 +109,8 @@ def fit(
     reseeds torch/numpy/random and the loader's shuffling from `(seed, e)` alone, so with
     `checkpoint_dir` (which receives `last.pt` after every epoch) `resume=True` continues from
     the last completed epoch and ends with exactly the weights of an uninterrupted run.
-    `max_steps` / `time_budget_s` stop early (the cut epoch is recorded, `History.stopped` says
-    why). Under `torchrun` the model is wrapped in DDP, the loaders are sharded, metrics are
+    `max_steps` / `time_budget_s` stop early (the cut epoch is recorded in the History, and
+    `History.stopped` says why, but it is not checkpointed: a resume redoes it from its start). Under `torchrun` the model is wrapped in DDP, the loaders are sharded, metrics are
     all-reduced, and only rank 0 prints and writes checkpoints.
     """
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
@@ -200,7 +200,7 @@ def fit(
         )
         if show:
             tqdm.write(_epoch_line(history, epoch, epochs))
-        if ckpt_path is not None:
+        if ckpt_path is not None and n_steps == steps_per_epoch:  # only completed epochs
             if D.is_main():
                 save_checkpoint(ckpt_path, model=model, optimizer=opt, scheduler=sched,
                                 epoch=epoch, history=history.to_dict(), rng=rng_state(), seed=seed)
