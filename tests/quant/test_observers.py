@@ -129,6 +129,10 @@ def test_kl_observer_clips_gaussian_tail():
     obs.update(x)
     _, hi = obs.range()
     assert 2.0 < float(hi) < float(x.abs().max())
+    # a spike of exact zeros (ReLU) must not pull the threshold down
+    relu = OBSERVERS.get("kl")(QScheme(bits=8, symmetric=False, signed=False))
+    relu.update(torch.cat([x.clamp_min(0), torch.zeros(400000)]))
+    assert float(relu.range()[1]) == pytest.approx(float(hi), rel=0.05)
     four = OBSERVERS.get("kl")(QScheme(bits=4))
     four.update(x)
     assert float(four.range()[1]) < float(hi)  # fewer levels -> tighter clip

@@ -255,21 +255,32 @@ class KLObserver(HistogramObserver):
     candidate threshold i >= `levels` bins, P = hist[:i] with the outliers hist[i:] added to
     its last bin, Q = hist[:i] merged into `levels` bins and expanded back over the non-empty
     bins; the threshold (i + 0.5) * bin_width with the smallest KL(P || Q) wins.
-    `levels` = 2^(bits-1) for signed schemes, 2^bits for unsigned ones (one-sided data)."""
+    `levels` = 2^(bits-1) for signed schemes, 2^bits for unsigned ones (one-sided data).
+    Exact zeros are left out of the histogram (they cost nothing at any threshold)."""
 
     def __init__(self, scheme: QScheme, bins: int = 2048) -> None:
         super().__init__(scheme, bins)
+        self.zeros: np.ndarray | None = None  # exact zeros per channel (e.g. after a ReLU)
 
     @property
     def magnitude(self) -> bool:
         return True  # the algorithm always works on |x|
+
+    def _update(self, v: Tensor) -> None:
+        super()._update(v)
+        z = (v == 0).sum(1).numpy().astype(np.float64)
+        self.zeros = z if self.zeros is None else self.zeros + z
 
     @property
     def nlevels(self) -> int:
         return 2 ** (self.scheme.bits - 1) if self.scheme.signed else 2**self.scheme.bits
 
     def _channel_range(self, c: int) -> tuple[float, float]:
-        i = kl_threshold_bin(self.hist[c], self.nlevels)
+        # exact zeros are represented without error at any threshold; left in, the ReLU
+        # spike in bin 0 would dominate P and force needlessly small thresholds
+        h = self.hist[c].copy()
+        h[0] = max(h[0] - self.zeros[c], 0.0)
+        i = kl_threshold_bin(h, self.nlevels)
         w = (self.edges_hi[c] - self.edges_lo[c]) / self.bins
         t = (i + 0.5) * w if i < self.bins else self.edges_hi[c]
         return -t, t
