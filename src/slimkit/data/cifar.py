@@ -11,8 +11,9 @@
 Decoded images (2, 3) are cached as uint8 `.npy` arrays beside the data, or in
 `$SLIMKIT_CACHE` / `~/.cache/slimkit` when the data folder is read-only (see `_cache`).
 
->>> train = load("cifar10", root="/work/shared/datasets")          # doctest: +SKIP
->>> train[0][0].shape, len(train)
+>>> from slimkit import data
+>>> train = data.load("cifar10", root="../shared/datasets")  # doctest: +SKIP
+>>> train[0][0].shape, len(train)  # doctest: +SKIP
 (torch.Size([3, 32, 32]), 50000)
 """
 

@@ -5,7 +5,7 @@ per dimension; the data follow in C order, big-endian. Every inconsistency (bad 
 unknown type, a size that does not match the dimensions) raises `DataError` naming the file.
 
 >>> images = read_idx("train-images-idx3-ubyte.gz")     # doctest: +SKIP
->>> images.shape, images.dtype
+>>> images.shape, images.dtype  # doctest: +SKIP
 ((60000, 28, 28), dtype('uint8'))
 """
 

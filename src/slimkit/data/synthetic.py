@@ -8,6 +8,7 @@ independently of the inputs (chance accuracy is the best possible).
 Prototypes depend only on `seed`; train and test draw different samples around the same
 prototypes.
 
+>>> from slimkit.data import load
 >>> ds = load("synthetic", shape=(3, 8, 8), num_classes=4, n=32, seed=1)
 >>> ds[0][0].shape, len(ds)
 (torch.Size([3, 8, 8]), 32)
