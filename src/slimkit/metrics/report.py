@@ -154,22 +154,31 @@ class Report:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        models = {row.model for row in self.rows}
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
         panels = ((axes[0], "param_bytes", 1 / 1024, "parameter size (KB)"),
                   (axes[1], "latency_ms", 1.0, "latency (ms)"))
+        markers = "osD^v<>Pp*Xh"
         for ax, name, scale, label in panels:
-            for row in self.rows:
+            for i, row in enumerate(self.rows):
                 m = row.measurement
                 x = getattr(m, name)
                 if x is None or m.accuracy is None:
                     continue
-                ax.scatter(x * scale, m.accuracy * 100)
-                ax.annotate(f"{row.model}/{row.method}", (x * scale, m.accuracy * 100),
-                            textcoords="offset points", xytext=(4, 4), fontsize=8)
+                text = row.method if len(models) == 1 else f"{row.model}/{row.method}"
+                ax.scatter(x * scale, m.accuracy * 100, marker=markers[i % len(markers)],
+                           s=50, label=f"{i + 1}. {text}")
+                ax.annotate(str(i + 1), (x * scale, m.accuracy * 100),
+                            textcoords="offset points", xytext=(5, 4), fontsize=9)
             ax.set_xlabel(label)
             ax.set_ylabel("top-1 accuracy (%)")
             ax.grid(alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
+        if handles:
+            fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)),
+                       fontsize=8, frameon=False)
         fig.suptitle(self.title)
-        fig.tight_layout()
+        rows_of_legend = -(-len(labels) // 3) if handles else 0
+        fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
         fig.savefig(path, dpi=100)
         plt.close(fig)
