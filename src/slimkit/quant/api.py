@@ -39,6 +39,7 @@ QUANTIZERS: Registry[Handler] = Registry("quantization config")
 # modules that register handlers on import; absent ones are skipped
 _METHOD_MODULES = (
     "slimkit.quant.ptq",
+    "slimkit.quant.mixed",
     "slimkit.quant.qat",
     "slimkit.quant.pact",
     "slimkit.quant.inq",

@@ -1,0 +1,117 @@
+"""Mixed precision: per-layer weight bit widths under an average-bits budget.
+
+By hand: `PTQConfig(layer_bits={"features.0*": (8, 8), "*": (4, 8)})`. Automatically:
+`assign_bits` measures, label-free, how much each layer alone hurts the network output at
+each candidate bit width (output SQNR against the float model, from
+`slimkit.quant.diagnostics.layer_sensitivity`), turns it into noise power
+10^(-SQNR/10) (treated as additive across layers, as in the noise-budget analysis of
+Zhou et al. 2018 "Adaptive quantization for deep neural network" and the sensitivity
+ordering of HAQ / HAWQ), then greedily lowers the bits of the layer whose extra noise per
+saved weight bit is smallest until the parameter-weighted average meets the budget.
+
+>>> cfg = MixedConfig(budget_bits=5.0, candidates=(8, 4, 2))
+>>> q = quantize(model, cfg, calib=batches)                    # doctest: +SKIP
+>>> q.bit_assignment                                            # doctest: +SKIP
+{'conv1': (8, 8), 'conv2': (4, 8), 'fc': (2, 8)}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from torch import nn
+
+from slimkit.errors import UserError
+from slimkit.quant.api import calib_batches, register_quantizer
+from slimkit.quant.core import MAX_BITS, MIN_BITS
+from slimkit.quant.diagnostics import layer_sensitivity, output_sqnr_metric
+from slimkit.quant.ptq import PTQConfig, quant_layers, quantize_ptq
+
+__all__ = ["MixedConfig", "assign_bits", "quantize_mixed"]
+
+
+@dataclass(frozen=True)
+class MixedConfig:
+    """budget_bits: target mean weight bits per weight; candidates: allowed weight bits;
+    act_bits: activation bits for every layer; base: other PTQ settings;
+    calib_size: samples used to measure sensitivity."""
+
+    budget_bits: float = 6.0
+    candidates: tuple[int, ...] = (8, 6, 4, 3, 2)
+    act_bits: int | None = 8
+    base: PTQConfig = field(default_factory=PTQConfig)
+    calib_size: int = 256
+
+    def __post_init__(self) -> None:
+        cands = tuple(sorted(set(self.candidates), reverse=True))
+        if not cands:
+            raise ValueError("candidates must name at least one bit width")
+        for b in cands:
+            if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
+                raise ValueError(f"candidate bits must be ints in [{MIN_BITS}, {MAX_BITS}], got {b!r}")
+        object.__setattr__(self, "candidates", cands)
+        if not cands[-1] <= self.budget_bits:
+            raise ValueError(f"budget_bits {self.budget_bits} is below the smallest candidate {cands[-1]}")
+        if not isinstance(self.base, PTQConfig):
+            raise ValueError(f"base must be a PTQConfig, got {type(self.base).__name__}")
+        if self.base.layer_bits:
+            raise ValueError("base.layer_bits must be empty: MixedConfig chooses the per-layer bits")
+        if self.calib_size < 1:
+            raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
+
+
+def _noise(sqnr_db: float) -> float:
+    return 10.0 ** (-sqnr_db / 10.0)
+
+
+def assign_bits(model: nn.Module, calib: Any, config: MixedConfig) -> dict[str, tuple[int, int | None]]:
+    """{layer fqn: (weight_bits, act_bits)} meeting `config.budget_bits` on average."""
+    batches = calib_batches(calib, config.calib_size)
+    metric = output_sqnr_metric(batches, model.eval(), limit=None)
+    noise: dict[str, dict[int, float]] = {}
+    sizes: dict[str, int] = {}
+    for b in config.candidates:
+        q = quantize_ptq(model, replace(config.base, weight_bits=b, act_bits=config.act_bits), batches)
+        for row in layer_sensitivity(q, metric, weights_only=True):
+            if row["layer"].startswith("("):
+                continue
+            noise.setdefault(row["layer"], {})[b] = _noise(row["metric"])
+        for name, layer in quant_layers(q).items():
+            sizes[name] = layer.weight.numel()
+    bits = {n: config.candidates[0] for n in sizes}
+    total = sum(sizes.values())
+    target = config.budget_bits * total
+    current = sum(sizes[n] * bits[n] for n in sizes)
+    cands = list(config.candidates)
+    while current > target + 1e-9:
+        best, best_cost = None, float("inf")
+        for n in sizes:
+            i = cands.index(bits[n])
+            if i + 1 >= len(cands):
+                continue
+            lower = cands[i + 1]
+            cost = (noise[n][lower] - noise[n][bits[n]]) / (sizes[n] * (bits[n] - lower))
+            if cost < best_cost:
+                best, best_cost = n, cost
+        if best is None:
+            raise UserError(f"budget of {config.budget_bits} bits per weight cannot be met with {cands}")
+        lower = cands[cands.index(bits[best]) + 1]
+        current -= sizes[best] * (bits[best] - lower)
+        bits[best] = lower
+    return {n: (b, config.act_bits) for n, b in bits.items()}
+
+
+def quantize_mixed(model: nn.Module, config: MixedConfig, calib: Any) -> nn.Module:
+    """PTQ with bits from `assign_bits`; the result carries `.bit_assignment` and `.qspec`."""
+    assignment = assign_bits(model, calib, config)
+    q = quantize_ptq(model, replace(config.base, layer_bits=assignment), calib)
+    q.bit_assignment = assignment
+    return q
+
+
+@register_quantizer(MixedConfig)
+def _mixed_handler(model: nn.Module, config: MixedConfig, *, calib: Any = None, **kwargs: Any) -> nn.Module:
+    if kwargs:
+        raise UserError(f"unexpected arguments for mixed precision: {sorted(kwargs)}")
+    return quantize_mixed(model, config, calib)
