@@ -246,3 +246,12 @@ def test_layers_that_look_like_conv_or_linear():
     assert macs.per_layer["0"].macs == 3 * 3 * 3 * 2 * 9
     assert macs.per_layer["3"].macs == 24
     assert count_params(net) == 54 + 27 * 6 + 6 + 3
+
+
+def test_count_params_nonzero():
+    net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2, bias=False))
+    with torch.no_grad():
+        net[0].weight[:2] = 0  # 8 zeros
+        net[0].bias.zero_()  # 3 zeros
+    assert count_params(net) == 15 + 6
+    assert count_params(net, nonzero=True) == 15 + 6 - 8 - 3

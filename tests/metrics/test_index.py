@@ -141,3 +141,12 @@ def test_with_slimkit_sparse_layers():
     assert count_macs(sp, (10,)).total == 4 == count_macs(lin, (10,), skip_zeros=True).total
     assert count_params(sp) == 4
     assert index_space(sp) == IndexSpace(9, 9 * 32)  # int32 CSR arrays as stored
+
+
+def test_energy_skip_zeros_counts_csr_values():
+    from slimkit.metrics import DeviceProfile, estimate_energy
+
+    big = DeviceProfile("big", 2**30, 2**20, 1e9, 1e9)
+    # 4 stored non-zeros read once at 5 pJ; MACs come from the layer: none defined -> 0
+    e = estimate_energy(CSRHolder(crafted()), (10,), device=big, skip_zeros=True)
+    assert e.weight_uj * 1e6 == pytest.approx(4 * 5)

@@ -76,9 +76,9 @@ def _own_tensors(module: nn.Module, seen: set[int]) -> Iterator[tuple[str, Tenso
         if p is not None and id(p) not in seen:
             seen.add(id(p))
             yield name, p, True
-    persistent = set(module.state_dict(keep_vars=True).keys())
+    transient = getattr(module, "_non_persistent_buffers_set", set())
     for name, b in module.named_buffers(recurse=False):
-        if b is None or id(b) in seen or name not in persistent:
+        if b is None or id(b) in seen or name in transient:
             continue
         if name.endswith(_NOT_STORAGE_SUFFIXES):
             continue
@@ -139,20 +139,30 @@ def _walk(module: nn.Module, hook: str, leaf: Callable[[nn.Module, set[int]], fl
     return total
 
 
-def count_params(model: nn.Module) -> int:
+def _numel(t: Tensor, nonzero: bool) -> int:
+    if not nonzero:
+        return t.numel()
+    t = t.dequantize() if t.is_quantized else t
+    return int(torch.count_nonzero(t.detach()))
+
+
+def count_params(model: nn.Module, nonzero: bool = False) -> int:
     """Number of parameter values of ``model`` (shared parameters counted once).
 
     Definition: sum of ``numel`` over ``model.parameters()``, plus the stored values of
-    sparse (CSR/COO) tensors a module keeps as attributes. BN running statistics are
-    buffers, not parameters, and are not counted here (they do count in ``param_bytes``).
-    A module defining ``num_params()`` reports its own count (e.g. a quantized layer whose
-    packed weights are buffers).
+    sparse (CSR/COO) tensors a module keeps as attributes and the packed ``weight()`` /
+    ``bias()`` of torch.ao quantized layers. BN running statistics are buffers, not
+    parameters, and are not counted here (they do count in ``param_bytes``). A module
+    defining ``num_params()`` reports its own count (e.g. a quantized layer whose packed
+    weights are buffers). ``nonzero=True`` counts only non-zero values (pruned weights
+    skipped; a ``num_params()`` override is taken as is).
     """
 
     def leaf(m: nn.Module, seen: set[int]) -> float:
-        dense = sum(t.numel() for _, t, is_p in _own_tensors(m, seen) if is_p)
-        dense += sum(t.numel() for t in _packed_weights(m))
-        return float(dense + sum(_sparse_parts(t)[0].numel() for t in _sparse_attrs(m, seen)))
+        dense = sum(_numel(t, nonzero) for _, t, is_p in _own_tensors(m, seen) if is_p)
+        dense += sum(_numel(t, nonzero) for t in _packed_weights(m))
+        return float(dense + sum(_numel(_sparse_parts(t)[0], nonzero)
+                                 for t in _sparse_attrs(m, seen)))
 
     return int(_walk(model, "num_params", leaf, set()))
 

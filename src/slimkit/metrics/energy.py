@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from slimkit.metrics.counts import count_macs, counted_modules
+from slimkit.metrics.counts import count_macs, count_params, counted_modules
 from slimkit.metrics.devices import SURVEY_DEVICES, DeviceProfile
 
 __all__ = ["EnergyCosts", "HOROWITZ_45NM", "LayerEnergy", "Energy", "mac_pj",
@@ -107,10 +107,6 @@ class Energy:
     device: str = ""
 
 
-def _nonzero_params(module: nn.Module) -> int:
-    return sum(int(torch.count_nonzero(p.detach())) for p in module.parameters())
-
-
 def estimate_energy(model: nn.Module, input_shape: Sequence[int],
                     device: DeviceProfile | None = None, weight_bits: int = 32,
                     act_bits: int = 32, skip_zeros: bool = False,
@@ -128,7 +124,8 @@ def estimate_energy(model: nn.Module, input_shape: Sequence[int],
     weights: dict[str, int] = {}
     for name, row in counts.per_layer.items():
         if row.params:
-            weights[name] = _nonzero_params(modules[name]) if skip_zeros else row.params
+            weights[name] = (count_params(modules[name], nonzero=True) if skip_zeros
+                            else row.params)
     weight_bits_total = weight_bits * sum(weights.values())
     weight_pj_per_bit = (costs.sram_per_32bit if weight_bits_total / 8 <= device.cache_bytes
                          else costs.dram_per_32bit) / 32

@@ -36,6 +36,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
+from slimkit.metrics.counts import count_macs, param_bytes
+from slimkit.metrics.energy import estimate_energy
+from slimkit.metrics.index import index_space
+from slimkit.metrics.latency import measure_latency
+
 __all__ = ["Measurement", "Ratios", "RATIO_NAMES", "ratios", "composite", "measure"]
 
 RATIO_NAMES = ("r_A", "r_p", "r_T", "r_c", "r_E", "r_D")
@@ -159,11 +164,6 @@ def measure(model: nn.Module, input_shape: Sequence[int], loader: Any = None,
     ``skip_zeros``) and index bits are always counted; latency (``measure_latency`` with
     ``latency_kwargs``) and modelled energy (``estimate_energy`` on ``device``) when asked.
     """
-    from slimkit.metrics.counts import count_macs, param_bytes
-    from slimkit.metrics.energy import estimate_energy
-    from slimkit.metrics.index import index_space
-    from slimkit.metrics.latency import measure_latency
-
     accuracy = None
     if (loader is None) != (evaluate is None):
         raise ValueError("accuracy needs both loader and evaluate (or neither)")
