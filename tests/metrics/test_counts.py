@@ -162,6 +162,9 @@ def test_model_is_not_changed_and_bad_shape():
     assert not net[0]._forward_hooks
     with pytest.raises(ValueError, match="input_shape"):
         count_macs(net, (0, 3))
+    with pytest.raises(ValueError, match=r"got \(3\.5,\)"):
+        count_macs(net, (3.5,))
+    assert count_macs(net, torch.Size([3])).total == 9
 
 
 def test_registry_lists_known_counters():

@@ -21,6 +21,7 @@ counting their tensors:
 from __future__ import annotations
 
 import math
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Sequence
@@ -345,9 +346,14 @@ def count_macs(model: nn.Module, input_shape: Sequence[int], skip_zeros: bool = 
 
     The model is run in eval mode under ``torch.no_grad`` and restored; it is not changed.
     """
-    if not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ValueError(f"input_shape must be positive ints without batch, e.g. (3, 32, 32); "
-                         f"got {tuple(input_shape)!r}")
+    given = input_shape
+    try:
+        input_shape = tuple(operator.index(d) for d in given)
+    except TypeError:
+        input_shape = ()
+    if not input_shape or any(d <= 0 for d in input_shape):
+        raise ValueError("input_shape must be positive ints without batch, e.g. (3, 32, 32); "
+                         f"got {given!r}")
     ref = next(iter(model.parameters()), None)
     ref = ref if ref is not None else next(iter(model.buffers()), None)
     device = ref.device if ref is not None else torch.device("cpu")
