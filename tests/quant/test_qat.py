@@ -82,3 +82,15 @@ def test_config_errors():
         prepare_qat(_net(), skip=("nope",))
     with pytest.raises(UserError, match="prepare_qat"):
         convert(_net())
+
+
+def test_converted_model_lowers_to_int8_qdq_exactly():
+    from slimkit.quant.export import lower_to_qdq
+
+    qat = prepare_qat(_net().eval(), QATConfig(weight_bits=8, act_bits=8))
+    x = torch.randn(8, 1, 8, 8)
+    with torch.no_grad():
+        qat.train()(x)
+    final = convert(qat)
+    lowered = lower_to_qdq(final)
+    torch.testing.assert_close(lowered(x), final(x), rtol=0, atol=1e-6)
