@@ -92,3 +92,42 @@ def test_bad_model_files(tmp_path):
         load_model(tmp_path / "c.pt")
     with pytest.raises(ValueError, match="arch"):
         save_model(tmp_path / "x.pt", zoo.create("lenet5"), arch="")
+
+
+def _slice_mobilenet_block(model: nn.Module, keep: int) -> nn.Module:
+    """Keep the first `keep` hidden channels of features.2 (expand -> depthwise -> project)."""
+    blk = model.features[2].conv
+    expand, bn1, dw, bn2, project = blk[0][0], blk[0][1], blk[1][0], blk[1][1], blk[2]
+    idx = torch.arange(keep)
+
+    def conv(src, c_in, c_out, groups, w):
+        new = nn.Conv2d(c_in, c_out, src.kernel_size, src.stride, src.padding, groups=groups,
+                        bias=src.bias is not None)
+        new.weight.data = w.clone()
+        return new
+
+    def bn(src):
+        new = nn.BatchNorm2d(keep)
+        for a in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new, a).data = getattr(src, a).data[idx].clone()
+        return new
+
+    blk[0][0] = conv(expand, expand.in_channels, keep, 1, expand.weight.data[idx])
+    blk[0][1] = bn(bn1)
+    blk[1][0] = conv(dw, keep, keep, keep, dw.weight.data[idx])
+    blk[1][1] = bn(bn2)
+    blk[2] = conv(project, keep, project.out_channels, 1, project.weight.data[:, idx])
+    return model
+
+
+def test_pruned_mobilenet_depthwise_rebuilds_with_and_without_spec(tmp_path):
+    torch.manual_seed(0)
+    pruned = _slice_mobilenet_block(zoo.create("mobilenetv2"), keep=40).eval()
+    sd = pruned.state_dict()
+    inferred = resize_to_state_dict(zoo.create("mobilenetv2"), sd)  # from shapes alone
+    dw = inferred.features[2].conv[1][0]
+    assert (dw.groups, dw.in_channels, dw.out_channels) == (40, 40, 40)
+    inferred.load_state_dict(sd)
+    _same(pruned, inferred, (3, 32, 32))
+    save_model(tmp_path / "mb.pt", pruned, arch="mobilenetv2")
+    _same(pruned, load_model(tmp_path / "mb.pt"), (3, 32, 32))
