@@ -105,12 +105,14 @@ def test_unknown_layer_type_names_the_layer():
     class M(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv, self.shuffle, self.out = nn.Conv2d(3, 8, 1), nn.PixelShuffle(2), nn.Conv2d(2, 1, 1)
+            self.conv, self.shuffle = nn.Conv2d(3, 8, 1), nn.PixelShuffle(2)
+            self.out = nn.Conv2d(2, 1, 1)
 
         def forward(self, x):
             return self.out(self.shuffle(self.conv(x)))
 
-    with pytest.raises(GraphError, match="layer 'shuffle' of type PixelShuffle.*add 'shuffle' to ignore"):
+    msg = "layer 'shuffle' of type PixelShuffle.*add 'shuffle' to ignore"
+    with pytest.raises(GraphError, match=msg):
         DependencyGraph.build(M(), X)
     g = DependencyGraph.build(M(), X, ignore=("shuffle",))
     assert not g.group("conv").prunable and g.group("out").id == "out"

@@ -7,7 +7,8 @@ from ._models import MLP, Concat, Grouped, InvertedResidual, ResProj
 
 
 def layout(graph):
-    return {g.id: (g.size, g.prunable, [(m.module_name, m.role, m.offset, m.width) for m in g.members])
+    return {g.id: (g.size, g.prunable,
+                   [(m.module_name, m.role, m.offset, m.width) for m in g.members])
             for g in graph.groups}
 
 

@@ -75,7 +75,8 @@ def test_option_a_padding_shortcut_is_never_pruned_wrongly():
 
 def test_channel_slicing_fixes_the_sliced_group():
     g = DependencyGraph.build(Sliced(), torch.randn(1, 3, 4, 4))
-    assert not g.group("a").prunable and "indexing of the batch or channel dim" in g.group("a").details()
+    assert not g.group("a").prunable
+    assert "indexing of the batch or channel dim" in g.group("a").details()
     assert g.group("b").prunable
 
 
@@ -88,7 +89,8 @@ def test_ignored_layers_are_untouched_by_shrink():
     assert torch.equal(small.conv1.weight, model.conv1.weight)
     assert small.conv2.out_channels == 10 and small.fc.in_features == 10
     with torch.no_grad():
-        torch.testing.assert_close(small(x), apply_channel_mask(model, g, {"conv2": torch.arange(10)})(x))
+        masked = apply_channel_mask(model, g, {"conv2": torch.arange(10)})
+        torch.testing.assert_close(small(x), masked(x))
 
 
 def test_input_channel_pruning_of_a_consumer_removes_the_producers_filters():

@@ -98,7 +98,8 @@ def test_groups_absent_from_keep_stay_whole_and_masks_keep_shapes():
     graph = DependencyGraph.build(model, torch.randn(1, 3, 8, 8))
     masked = apply_channel_mask(model, graph, {"conv1": torch.arange(0, 16, 2)})
     assert all(a.shape == b.shape for a, b in zip(masked.parameters(), model.parameters()))
-    assert masked.conv1.weight[1::2].abs().sum() == 0 and masked.conv2.weight[:, 1::2].abs().sum() == 0
+    assert masked.conv1.weight[1::2].abs().sum() == 0
+    assert masked.conv2.weight[:, 1::2].abs().sum() == 0
     assert torch.equal(masked.conv0.weight, model.conv0.weight)
     small = shrink(model, graph, {"conv1": torch.arange(0, 16, 2)})
     assert isinstance(small.conv2, nn.Conv2d) and small.conv2.in_channels == 8

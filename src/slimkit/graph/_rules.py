@@ -13,7 +13,6 @@ from torch import fx, nn
 
 from slimkit._registry import Registry
 from slimkit.graph._propagate import CMap, Propagator, Seg
-from slimkit.graph.errors import GraphError
 
 Rule = Callable[[Propagator, fx.Node], CMap]
 
@@ -170,7 +169,8 @@ def _fix_same(p: Propagator, node: fx.Node, why: str) -> CMap:
 
 @module_rule(nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.InstanceNorm2d, nn.PReLU)
 def _mixing_norm(p: Propagator, node: fx.Node) -> CMap:
-    cm = _fix_same(p, node, f"{type(p.modules[str(node.target)]).__name__} mixes or weights channels")
+    kind = type(p.modules[str(node.target)]).__name__
+    cm = _fix_same(p, node, f"{kind} mixes or weights channels")
     return cm if p.shape(node) == p.shape(node.args[0]) else p.fixed_output(node, "norm output")
 
 

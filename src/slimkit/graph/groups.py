@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from slimkit.errors import UserError
 from slimkit.graph._propagate import Propagator
-from slimkit.graph.errors import GraphError
 from slimkit.graph.trace import resolve_ignore, trace
 
 __all__ = ["Member", "Group", "DependencyGraph", "build_groups", "ROLES"]
@@ -75,8 +74,9 @@ class Group:
 
     def bn_weights(self) -> list[Tensor]:
         """BN gammas of the group's affine BN layers, (size,) each."""
-        return [m.module.weight[m.offset:m.offset + self.size * m.width].reshape(self.size, m.width)
-                .squeeze(1) for m in self._select("bn") if getattr(m.module, "weight", None) is not None]
+        return [m.module.weight[m.offset:m.offset + self.size * m.width]
+                .reshape(self.size, m.width).squeeze(1)
+                for m in self._select("bn") if getattr(m.module, "weight", None) is not None]
 
     def weights(self, dim: int = 0) -> Tensor:
         """All out-weights (dim=0) or in-weights (dim=1) side by side: (size, total)."""
@@ -99,7 +99,8 @@ class Group:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"Group(id={self.id!r}, size={self.size}, prunable={self.prunable}, members={len(self.members)})"
+        return (f"Group(id={self.id!r}, size={self.size}, prunable={self.prunable}, "
+                f"members={len(self.members)})")
 
 
 def _check_round_to(round_to: Any) -> int:
@@ -132,7 +133,8 @@ class DependencyGraph:
         return cls._assemble(prop, round_to, frozenset(ignored))
 
     @classmethod
-    def _assemble(cls, prop: Propagator, round_to: int, ignored: frozenset[str]) -> "DependencyGraph":
+    def _assemble(cls, prop: Propagator, round_to: int,
+                  ignored: frozenset[str]) -> "DependencyGraph":
         roots: dict[int, list[int]] = {}
         for gid in range(len(prop.parent)):
             roots.setdefault(prop.find(gid), []).append(gid)
@@ -142,7 +144,8 @@ class DependencyGraph:
                 Member(rm.module_name, prop.modules[rm.module_name], rm.role, rm.offset, rm.width))
         groups, seen = [], set()
         for root in sorted(roots):
-            reasons = list(dict.fromkeys(r for gid in roots[root] for r in prop.reasons.get(gid, ())))
+            reasons = list(dict.fromkeys(
+                r for gid in roots[root] for r in prop.reasons.get(gid, ())))
             ms = sorted(members[root], key=lambda m: ROLES.index(m.role))
             if not reasons and not any(m.role == "out" for m in ms):
                 reasons.append("no layer produces these channels")
@@ -182,7 +185,8 @@ class DependencyGraph:
         """Validate a keep-set: known groups, in-range unique indices, never a whole group,
         only prunable groups, counts multiples of ``round_to``. Returns sorted LongTensors."""
         if not isinstance(keep, Mapping):
-            raise UserError(f"keep must be a dict {{group id: channel indices}}, got {type(keep).__name__}")
+            raise UserError("keep must be a dict {group id: channel indices}, got "
+                            f"{type(keep).__name__}")
         out: dict[str, Tensor] = {}
         for gid, idx in keep.items():
             g = self.group(gid)

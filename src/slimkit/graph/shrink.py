@@ -79,7 +79,8 @@ def _fill(mask: Tensor | None, n: int, span: slice, bits: Tensor) -> Tensor:
 
 # -- masking -----------------------------------------------------------------------------
 @torch.no_grad()
-def apply_channel_mask(model: nn.Module, graph: DependencyGraph, keep: Mapping[str, Any]) -> nn.Module:
+def apply_channel_mask(model: nn.Module, graph: DependencyGraph,
+                       keep: Mapping[str, Any]) -> nn.Module:
     """A deep copy of ``model`` with the removed channels' weights zeroed: producer rows,
     biases, BN affine parameters and consumer columns. Shapes are unchanged; in eval mode
     its outputs equal those of ``shrink(model, graph, keep)``."""
@@ -125,7 +126,8 @@ def _conv(m: nn.Conv2d, plan: LayerPlan) -> nn.Conv2d:
         inp = _idx(plan.inp, m.in_channels)
         cin, groups, w = len(inp), m.groups, m.weight[out][:, inp]
     new = nn.Conv2d(cin, len(out), m.kernel_size, m.stride, m.padding, m.dilation, groups,
-                    m.bias is not None, m.padding_mode, device=m.weight.device, dtype=m.weight.dtype)
+                    m.bias is not None, m.padding_mode,
+                    device=m.weight.device, dtype=m.weight.dtype)
     new.weight = _param(w, m.weight)
     if m.bias is not None:
         new.bias = _param(m.bias[out], m.bias)
@@ -135,7 +137,8 @@ def _conv(m: nn.Conv2d, plan: LayerPlan) -> nn.Conv2d:
 @resizer(nn.Linear)
 def _linear(m: nn.Linear, plan: LayerPlan) -> nn.Linear:
     out, inp = _idx(plan.out, m.out_features), _idx(plan.inp, m.in_features)
-    new = nn.Linear(len(inp), len(out), m.bias is not None, device=m.weight.device, dtype=m.weight.dtype)
+    new = nn.Linear(len(inp), len(out), m.bias is not None,
+                    device=m.weight.device, dtype=m.weight.dtype)
     new.weight = _param(m.weight[out][:, inp], m.weight)
     if m.bias is not None:
         new.bias = _param(m.bias[out], m.bias)

@@ -49,7 +49,8 @@ class _Tracer(fx.Tracer):
         self._leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return module_qualified_name in self._leaves or super().is_leaf_module(m, module_qualified_name)
+        return (module_qualified_name in self._leaves
+                or super().is_leaf_module(m, module_qualified_name))
 
 
 def trace(model: nn.Module, example_inputs: Any, leaves: set[str] = frozenset()) -> fx.GraphModule:
