@@ -56,8 +56,10 @@ SETUPS = {
 }
 
 
-def choose_epochs(model, loader, budget_s: float, max_epochs: int, probe_steps: int) -> tuple[int, float]:
-    """Time `probe_steps` SGD steps on a copy of the model; epochs that fit ~85% of budget."""
+def plan_steps(model, loader, budget_s: float, max_epochs: int, probe_steps: int) -> tuple[int, int, float]:
+    """Time `probe_steps` SGD steps on a copy of the model; plan (epochs, steps, epoch seconds)
+    so the run fills ~85% of the budget (the last epoch may be partial: `max_steps` ends it
+    and the cosine schedule anneals over exactly the planned steps)."""
     import copy
 
     net = copy.deepcopy(model).train()
@@ -72,8 +74,12 @@ def choose_epochs(model, loader, budget_s: float, max_epochs: int, probe_steps: 
         opt.step()
         times.append(time.perf_counter() - t0)
     per_step = sorted(times[1:])[len(times[1:]) // 2]  # median, first step is warm-up
-    epoch_s = per_step * len(loader) * 1.15  # + data loading and evaluation
-    return max(1, min(max_epochs, math.floor(0.85 * budget_s / epoch_s))), epoch_s
+    step_s = per_step * 1.1  # + data loading
+    eval_s = 0.1 * step_s * len(loader)  # a test pass per epoch, roughly
+    steps = max(1, math.floor(0.85 * budget_s / (step_s + eval_s / len(loader))))
+    steps = min(steps, max_epochs * len(loader))
+    epochs = math.ceil(steps / len(loader))
+    return epochs, steps, (step_s + eval_s / len(loader)) * len(loader)
 
 
 def run_one(name: str, args: argparse.Namespace) -> dict:
@@ -90,12 +96,14 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     train_loader = data.loader(train_set, batch_size=s.batch_size, train=True, augment=s.augment)
     test_loader = data.loader(test_set, batch_size=500)
     budget = getattr(args, f"budget_{name}")
-    epochs, est_epoch_s = choose_epochs(model, train_loader, budget, args.max_epochs, 20)
-    print(f"{name}: ~{est_epoch_s:.0f} s/epoch estimated -> {epochs} epochs in {budget} s")
+    epochs, steps, est_epoch_s = plan_steps(model, train_loader, budget, args.max_epochs, 20)
+    print(f"{name}: ~{est_epoch_s:.0f} s/epoch estimated -> {steps} steps "
+          f"({steps / len(train_loader):.2f} epochs) in {budget} s")
+    max_steps = steps if steps < epochs * len(train_loader) else None
     t0 = time.perf_counter()
     hist = fit(model, train_loader, epochs=epochs, lr=s.lr, momentum=0.9, weight_decay=5e-4,
                schedule="cosine", val_loader=test_loader, progress=args.progress, seed=0,
-               time_budget_s=budget)
+               time_budget_s=budget, max_steps=max_steps)
     train_s = time.perf_counter() - t0
     final = evaluate(model, test_loader)
     shape = zoo.input_shape(s.arch, in_channels=arch_kwargs["in_channels"])
@@ -113,6 +121,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     return {
         "model": name, "dataset": s.dataset, "train_items": len(train_set),
         "test_items": final["n"], "epochs": hist.epochs, "planned_epochs": epochs,
+        "steps": hist.steps, "planned_steps": steps,
+        "epochs_run": round(hist.steps / len(train_loader), 2),
         "stopped": hist.stopped, "train_s": round(train_s, 1),
         "epoch_s": round(sum(hist.epoch_time_s) / max(1, hist.epochs), 1),
         "step_ms": round(sum(hist.step_time_ms) / max(1, hist.epochs), 2),
@@ -138,8 +148,9 @@ def write_report(path: Path, rows: dict[str, dict], threads: int) -> None:
         "# Baselines: the trained models the compression benchmarks start from",
         "",
         "Produced by `benchmarks/baselines.py` (slimkit.train.fit: SGD momentum 0.9, weight decay",
-        "5e-4, cosine schedule per step, seed 0). Epochs are chosen to fit each model's time",
-        "budget on this shared 2-core machine, so these are short runs, not the papers' schedules;",
+        "5e-4, cosine schedule per step, seed 0). The number of steps is planned from a timed probe",
+        "to fill ~85% of each model's time budget on this shared 2-core machine (the last epoch",
+        "may be partial), so these are short runs, not the papers' schedules;",
         "the published figure is context only. Accuracy is on the full test split. Latency is the",
         f"median of repeated runs with {threads} thread(s) on a machine shared with other jobs,",
         "so it is noisy. Params/MACs from slimkit.metrics (MACs at batch 1).",
@@ -150,7 +161,9 @@ def write_report(path: Path, rows: dict[str, dict], threads: int) -> None:
     for m in order:
         r = rows[m]
         lat = r["latency_ms"]
-        ep = f"{r['epochs']}" + (f" (cut: {r['stopped']})" if r["stopped"] else "")
+        ep = f"{r.get('epochs_run', r['epochs'])}"  # fractional when the last epoch is partial
+        if r["stopped"] == "time_budget":
+            ep += " (cut by time budget)"
         lines.append(
             f"| {m} | {r['dataset']} ({r['train_items']}) | {ep} | {r['train_s']:.0f} | "
             f"{100 * r['top1']:.2f}% | {100 * r['top5']:.2f}% | {r['reference']} | "
@@ -167,10 +180,13 @@ def write_report(path: Path, rows: dict[str, dict], threads: int) -> None:
             f"- data: {r['dataset']}, {r['train_items']} training items, {r['test_items']} test "
             f"items; batch {r['batch_size']}, lr {r['lr']}, augmentation "
             f"{'pad-4 crop + flip' if r['augment'] else 'none'}",
-            f"- budget {r['budget_s']} s -> {r['planned_epochs']} planned epochs, {r['epochs']} run; "
+            f"- budget {r['budget_s']} s -> {r.get('planned_steps', '?')} planned steps "
+            f"({r['planned_epochs']} epochs, the last possibly partial), {r.get('steps', '?')} "
+            f"steps run ({r.get('epochs_run', r['epochs'])} epochs); "
             f"mean epoch {r['epoch_s']} s (incl. test pass), mean train step {r['step_ms']} ms",
             f"- test top-1 per epoch (%): {curve}",
             f"- saved: `{r['checkpoint']}`",
+            *([f"- note: {r['note']}"] if r.get("note") else []),
             "",
         ]
     lines += [f"Host: {platform.processor() or platform.machine()}, torch {torch.__version__}.", "",
