@@ -178,3 +178,22 @@ def test_wrong_image_size(tmp_path):
     (tmp_path / "test" / "dog" / "0001.png").write_bytes(png_bytes(np.zeros((3, 16, 16), np.uint8)))
     with pytest.raises(DataError, match="dog/0001.png: expected a 32x32 image"):
         data.load("cifar10", root=tmp_path, split="test")
+
+
+def test_cifar100_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    x = np.random.default_rng(0).integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    for name in ("train", "test"):
+        (folder / name).write_bytes(batch_bytes(x, [0, 57, 99], key=b"fine_labels"))
+    ds = data.load("cifar100", root=tmp_path, split="test")
+    assert ds.targets.tolist() == [0, 57, 99] and ds.num_classes == 100
+    (folder / "train").write_bytes(batch_bytes(x, [0, 57, 100], key=b"fine_labels"))
+    with pytest.raises(DataError, match="cifar-100-python/train: label out of range \\[0, 100\\)"):
+        data.load("cifar100", root=tmp_path)
+
+
+def test_slimkit_data_env_is_the_default_root(tmp_path, monkeypatch):
+    make_batches(tmp_path, n=2)
+    monkeypatch.setenv("SLIMKIT_DATA", str(tmp_path))
+    assert len(data.load("cifar10", split="test")) == 2
