@@ -119,7 +119,7 @@ class DependencyGraph:
     signatures: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, model: nn.Module, example_inputs: Any, ignore: Sequence[str] = (),
+    def build(cls, model: nn.Module, example_inputs: Any, ignore: Sequence[str] | None = (),
               round_to: int = 1) -> "DependencyGraph":
         """Trace ``model`` on ``example_inputs`` and group its coupled channels.
 

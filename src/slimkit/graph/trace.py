@@ -25,8 +25,10 @@ def as_tuple(example_inputs: Any) -> tuple[Any, ...]:
     return (example_inputs,)
 
 
-def resolve_ignore(model: nn.Module, globs: Iterable[str]) -> set[str]:
+def resolve_ignore(model: nn.Module, globs: Iterable[str] | None) -> set[str]:
     """Module names (fqn) matched by any glob; a glob that matches nothing raises."""
+    if globs is None:
+        return set()
     if isinstance(globs, str):
         raise GraphError(f"ignore must be a sequence of globs, not the string {globs!r}; "
                          f"write ignore=({globs!r},)")
