@@ -42,7 +42,7 @@ def calibration_images(n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
         return torch.randn(n, 3, 32, 32), f"{n} N(0,1) images (CIFAR-10 unavailable: {exc})"
 
 
-def load_model(name: str) -> tuple[nn.Module, str]:
+def load_model(name: str, calib: torch.Tensor) -> tuple[nn.Module, str]:
     ckpt = ROOT / "checkpoints" / f"{name}.pt"
     if ckpt.is_file():
         try:
@@ -52,7 +52,18 @@ def load_model(name: str) -> tuple[nn.Module, str]:
         except Exception as exc:  # noqa: BLE001
             print(f"could not load {ckpt}: {exc}; using untrained weights", file=sys.stderr)
     torch.manual_seed(0)
-    return zoo.create(name, num_classes=10).eval(), "untrained (seeded init)"
+    model = zoo.create(name, num_classes=10)
+    # untrained weights, but BatchNorm statistics estimated on the calibration images so that
+    # activations have realistic scales (no denormals, no collapsed logits)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(calib), 64):
+            model(calib[i:i + 64])
+    return model.eval(), "untrained weights, BN statistics re-estimated on the calibration images"
 
 
 def ptq_w8a8(model: nn.Module, calib: torch.Tensor) -> tuple[nn.Module, str]:
@@ -106,7 +117,7 @@ def interleaved(variants: dict, x: np.ndarray, rounds: int) -> dict[str, float]:
 
 
 def bench(name: str, calib: torch.Tensor, tmp: Path, rounds1: int, rounds64: int) -> dict:
-    model, origin = load_model(name)
+    model, origin = load_model(name, calib)
     shape = zoo.input_shape(name)
     sim, ptq_how = ptq_w8a8(model, calib)
     f_path = export_onnx(model, shape, tmp / f"{name}.onnx")

@@ -104,17 +104,20 @@ def _insert_qdq(graph: onnx.GraphProto, tensor: str, scale: float, zp: int, sign
     s_name, z_name = f"{tag}_scale", f"{tag}_zp"
     graph.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), s_name))
     graph.initializer.append(numpy_helper.from_array(np.array(zp, np.int8 if signed else np.uint8), z_name))
-    q_out, dq_out = f"{tag}_q", f"{tag}_dq"
-    qn = helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [q_out], name=f"{tag}/Q")
-    dqn = helper.make_node("DequantizeLinear", [q_out, s_name, z_name], [dq_out], name=f"{tag}/DQ")
+    new: list[onnx.NodeProto] = []
     nodes: list[onnx.NodeProto] = []
     for n in graph.node:
-        for k, name in enumerate(n.input):
-            if name == tensor:
-                n.input[k] = dq_out
+        if tensor in n.input:  # a dedicated Q -> DQ pair per reader: onnxruntime fuses (and
+            j = len(new) // 2  # converts s8 -> u8) only unshared pairs
+            q_out, dq_out = f"{tag}_q{j}", f"{tag}_dq{j}"
+            new.append(helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [q_out], name=f"{tag}/Q{j}"))
+            new.append(helper.make_node("DequantizeLinear", [q_out, s_name, z_name], [dq_out], name=f"{tag}/DQ{j}"))
+            for k, name in enumerate(n.input):
+                if name == tensor:
+                    n.input[k] = dq_out
         nodes.append(n)
-        if tensor in n.output:
-            nodes += [qn, dqn]
+    at = next(i for i, n in enumerate(nodes) if tensor in n.output) + 1
+    nodes[at:at] = new
     _set_nodes(graph, nodes)
 
 
@@ -155,17 +158,67 @@ def _exact_pass(model: onnx.ModelProto) -> None:
     outs = [n.output[0] for n in graph.node if n.op_type in _PRODUCERS]
     for idx, out in enumerate(outs):
         g = _Graph(graph)
-        if out in g.outputs or any(c.op_type == "QuantizeLinear" for c in g.consumers.get(out, [])):
+        cons = g.consumers.get(out, [])
+        direct = [c for c in cons if c.op_type == "QuantizeLinear"]
+        if out in g.outputs or (direct and len(direct) == len(cons)):
             continue
-        relus, qs = _chain(g, out)
+        # a tensor read by a quantizer and by something else (a residual Add): quantize it
+        # once for all readers, as the int8 kernels need a single quantized output
+        relus, qs = ([], direct) if direct else _chain(g, out)
         params = {g.qparams(q) for q in qs}
         if not qs or len(params) != 1 or None in params:
             continue
         scale, zp, qmin = params.pop()
+        # direct readers are replaced by the new pair; after commuting ops (MaxPool...) the
+        # downstream Q stays, as onnxruntime wants DQ -> MaxPool -> Q around int8 pooling
+        downstream = [q.output[0] for q in direct]
         _insert_qdq(graph, out, scale, zp, qmin < 0, f"{out}/requant{idx}")
         if zp == qmin:
             for r in relus:
                 _drop_relu(graph, r)
+        for q_out in downstream:  # its input is on the grid now: Q -> DQ is the identity
+            _bypass_qdq(graph, q_out)
+
+
+def _bypass_qdq(graph: onnx.GraphProto, q_out: str) -> None:
+    """Remove a ``QuantizeLinear`` (by output name) and its ``DequantizeLinear`` readers; their
+    readers take the Q's input instead (exact when that input is already on its grid)."""
+    g = _Graph(graph)
+    q = g.producer.get(q_out)
+    readers = g.consumers.get(q_out, [])
+    if q is None or not readers or any(r.op_type != "DequantizeLinear" for r in readers):
+        return
+    src = q.input[0]
+    dq_outs = {r.output[0] for r in readers}
+    if dq_outs & g.outputs:
+        return
+    drop = {id(q)} | {id(r) for r in readers}
+    nodes = []
+    for n in graph.node:
+        if id(n) in drop:
+            continue
+        for k, name in enumerate(n.input):
+            if name in dq_outs:
+                n.input[k] = src
+        nodes.append(n)
+    _set_nodes(graph, nodes)
+
+
+def _activations_to_uint8(model: onnx.ModelProto) -> None:
+    """Re-express int8 activations as uint8 (``q + 128`` with ``zp + 128``: the same real
+    values). x86 int8 kernels take u8 activations x s8 weights; onnxruntime would otherwise
+    convert each Q/DQ pair itself, which it skips for a quantizer with several readers."""
+    g = _Graph(model.graph)
+    for k, q in enumerate(n for n in model.graph.node if n.op_type == "QuantizeLinear"):
+        zp = g.const(q.input[2]) if len(q.input) > 2 and q.input[2] else None
+        if zp is None or zp.dtype != np.int8:
+            continue
+        name = f"{q.output[0]}/zp_u8_{k}"
+        model.graph.initializer.append(numpy_helper.from_array((zp.astype(np.int16) + 128).astype(np.uint8), name))
+        q.input[2] = name
+        for r in g.consumers.get(q.output[0], []):
+            if r.op_type == "DequantizeLinear":
+                r.input[2] = name
 
 
 def _calibrated_pass(model: onnx.ModelProto, batches: list[np.ndarray]) -> None:
@@ -250,6 +303,7 @@ def export_int8_onnx(
     _exact_pass(proto)
     if calib is not None:
         _calibrated_pass(proto, _as_batches(calib))
+    _activations_to_uint8(proto)
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
