@@ -12,9 +12,15 @@ conv/linear output is followed by a quantizer, which the int8 kernels need:
 1. *exact* pass: when the output reaches a layer's input quantizer through ops that commute
    with it (Relu, MaxPool, Flatten, Reshape), that quantizer is moved up to the output.
    A Relu in front of a quantizer whose zero-point is ``qmin`` is dropped (the clamp does it).
+   Exact for the quantizer's path; another reader of the same tensor (a residual Add) then
+   sees the quantized value, as it would in any int8 runtime.
 2. *calibrated* pass (only with ``calib``): outputs that still lack a quantizer (a residual
    branch entering an Add, an Add output) get one from the min/max observed on ``calib``.
    This adds a rounding the simulated model does not have, as any int8 runtime must.
+3. int8 activations are re-expressed as uint8 (same real values) for x86's u8 x s8 kernels.
+
+A tensor read by several nodes (a residual input) gets one Q -> DQ pair per reader, which
+onnxruntime needs in order to fuse each of them.
 
 >>> path = export_int8_onnx(qmodel, (3, 32, 32), "m_int8.onnx", calib=batches)  # doctest: +SKIP
 >>> print(int8_report(path).summary())                                      # doctest: +SKIP
