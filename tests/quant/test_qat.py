@@ -54,7 +54,7 @@ def test_ema_ranges_and_ste_gradient():
 
 def test_trains_and_converts():
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(96, 1, 8, 8, generator=g)
+    x = torch.randn(64, 1, 8, 8, generator=g)
     y = (x[:, 0, :4].mean((1, 2)) > 0).long() + (x[:, 0, 4:].mean((1, 2)) > 0).long()
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
     net = _net()
@@ -62,7 +62,7 @@ def test_trains_and_converts():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in qat.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())    # input untouched
     before = evaluate(qat.eval(), loader)["loss"]
-    fit(qat.train(), loader, epochs=6, lr=0.05, progress=False)
+    fit(qat.train(), loader, epochs=4, lr=0.05, progress=False)
     assert evaluate(qat.eval(), loader)["loss"] < before * 0.8
     final = convert(qat)
     assert isinstance(final[0], QuantConv2d) and isinstance(final[4], QuantLinear)
