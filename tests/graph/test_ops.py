@@ -121,3 +121,18 @@ def test_every_unknown_function_on_the_channel_path_raises(fn):
     from slimkit.graph import GraphError
     with pytest.raises(GraphError, match="dependency graph does not know"):
         DependencyGraph.build(M(), torch.randn(1, 3, 4, 4))
+
+
+def test_size_arithmetic_is_not_a_channel_op():
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.fc = nn.Conv2d(3, 4, 1), nn.Linear(4 * 3 * 3, 2)
+
+        def forward(self, x):
+            y = self.a(x)
+            return self.fc(y.reshape(y.size(0), y.size(1) * y.size(2) * y.size(3)))
+
+    g = DependencyGraph.build(M(), torch.randn(1, 3, 3, 3))
+    assert [(m.module_name, m.role, m.width) for m in g.group("a").members] == [
+        ("a", "out", 1), ("fc", "in", 9)]

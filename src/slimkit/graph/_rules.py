@@ -242,8 +242,10 @@ def _bn(p: Propagator, node: fx.Node) -> CMap:
 def _merge(p: Propagator, node: fx.Node, operands: list[Any]) -> CMap:
     """Operands whose dim 1 lines up channel by channel share their channel sets."""
     out = p.shape(node)
-    if out is None or len(out) < 2:
-        raise p.unknown(node, "elementwise op without a channel dim")
+    if out is None or len(out) < 2:  # Python numbers (sizes) or 0/1-d tensors
+        if any(p.cmap(a) for a in operands):
+            raise p.unknown(node, "elementwise op without a channel dim")
+        return None
     c = int(out[1])
     maps: list[CMap] = []
     foreign = False
