@@ -23,6 +23,18 @@ def test_assignment_meets_budget_and_quantizes():
     assert {n: e["weight_bits"] for n, e in q.qspec.items()} == {n: b for n, (b, _) in bits.items()}
 
 
+def test_input_model_mode_untouched():
+    model = trained_smallnet()
+    model.train()
+    try:
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        assign_bits(model, [blobs(8, seed=13)[0]], MixedConfig(budget_bits=6.0, candidates=(8, 4), calib_size=8))
+        assert model.training
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    finally:
+        model.eval()
+
+
 def test_full_budget_keeps_top_bits():
     model = trained_smallnet()
     x, _ = blobs(16, seed=12)

@@ -57,3 +57,21 @@ def test_bad_arguments():
         QuantConv2d(nn.Linear(2, 2), QScheme())
     with pytest.raises(ValueError, match="per tensor"):
         QuantLinear(nn.Linear(2, 2), QScheme(), QScheme(per_channel=True))
+
+
+def test_onnx_export_yields_quantize_dequantize_linear():
+    import io
+
+    onnx = pytest.importorskip("onnx")
+    from slimkit.quant.ptq import PTQConfig, quantize_ptq
+
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    q = quantize_ptq(m, PTQConfig(), calib=[torch.randn(4, 3, 8, 8)])
+    buf = io.BytesIO()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(q, (torch.randn(1, 3, 8, 8),), buf, dynamo=False, opset_version=13)
+    ops = [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node]
+    assert ops.count("QuantizeLinear") == 4 and ops.count("DequantizeLinear") == 4  # 2 inputs + 2 weights

@@ -26,6 +26,7 @@ from slimkit.errors import UserError
 from slimkit.quant.api import calib_batches, register_quantizer
 from slimkit.quant.core import MAX_BITS, MIN_BITS
 from slimkit.quant.diagnostics import layer_sensitivity, output_sqnr_metric
+from slimkit.quant.fold import fold_bn
 from slimkit.quant.ptq import PTQConfig, quant_layers, quantize_ptq
 
 __all__ = ["MixedConfig", "assign_bits", "quantize_mixed"]
@@ -68,7 +69,7 @@ def _noise(sqnr_db: float) -> float:
 def assign_bits(model: nn.Module, calib: Any, config: MixedConfig) -> dict[str, tuple[int, int | None]]:
     """{layer fqn: (weight_bits, act_bits)} meeting `config.budget_bits` on average."""
     batches = calib_batches(calib, config.calib_size)
-    metric = output_sqnr_metric(batches, model.eval(), limit=None)
+    metric = output_sqnr_metric(batches, fold_bn(model).eval(), limit=None)  # input left as is
     noise: dict[str, dict[int, float]] = {}
     sizes: dict[str, int] = {}
     for b in config.candidates:
