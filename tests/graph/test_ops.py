@@ -20,7 +20,8 @@ class SE(nn.Module):
 
     def forward(self, x):
         x = F.relu(self.bn(self.conv(x)))
-        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))  # (N, 8)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True).squeeze(-1)
+                                                   .squeeze(-1)))))  # (N, 8)
         y = x * s.view(s.size(0), s.size(1), 1, 1) * 2.0 + 1.0
         return F.softmax(self.out(y).amax(dim=(2, 3)), dim=1)
 

@@ -339,6 +339,19 @@ def _view(p: Propagator, node: fx.Node) -> CMap:
     raise p.unknown(node, f"reshape {tuple(inp or ())} -> {tuple(out or ())} moves channels")
 
 
+@function_rule(torch.squeeze, torch.unsqueeze)
+@method_rule("squeeze", "unsqueeze", "squeeze_", "unsqueeze_")
+def _squeeze(p: Propagator, node: fx.Node) -> CMap:
+    """Adding or dropping spatial size-1 dims keeps channels (batch and channel dims stay)."""
+    x = node.args[0]
+    inp, out = p.shape(x), p.shape(node)
+    if inp is not None and out is not None and len(inp) >= 2 and len(out) >= 2 \
+            and tuple(out[:2]) == tuple(inp[:2]):
+        return p.cmap(x)
+    raise p.unknown(node, f"squeeze/unsqueeze {tuple(inp or ())} -> {tuple(out or ())} moves "
+                          "the batch or channel dim (with batch size 1, name the dims)")
+
+
 def _reduce(p: Propagator, node: fx.Node) -> CMap:
     x = node.args[0]
     ndim = _ndim(p, x)
