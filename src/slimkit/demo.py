@@ -33,6 +33,7 @@ class DemoRow:
     act_bits: int = 32
     skip_zeros: bool = False       # MACs/energy of non-zero weights only (sparse kernels)
     deployed: nn.Module | None = None   # the model that really runs (latency is timed on it)
+    size_bytes: int | None = None       # true stored size where a file says more than the layers
     extra: dict = field(default_factory=dict)
 
 
@@ -57,8 +58,30 @@ def pruning_rows(ctx: "DemoContext") -> list[DemoRow]:
     from slimkit.pruning.sparse import to_sparse
 
     rows = demo_rows(ctx.model, ctx.train_loader, ctx.test_loader, INPUT_SHAPE)
+    ctx.pruned.update(rows)
     # Unstructured sparsity pays off only when stored and run sparse: CSR layers where >= 50%.
     return [DemoRow(name, to_sparse(m, min_sparsity=0.5), skip_zeros=True) for name, m in rows]
+
+
+def deep_compression_rows(ctx: "DemoContext") -> list[DemoRow]:
+    """Han et al. 2016: prune (90%), share weights by 5-bit k-means, Huffman-code; the row's
+    model is the one loaded back from the compact file, its size the file's size."""
+    from slimkit.deploy.deep_compression import load_compressed, save_compressed
+    from slimkit.pruning.sparse import to_sparse
+    from slimkit.quant.sharing import kmeans_share, to_dense
+
+    pruned = next((m for name, m in ctx.pruned.items() if "magnitude" in name), None)
+    if pruned is None:
+        return []
+    shared = kmeans_share(pruned, bits=5, init="linear")
+    path = Path(ctx.out) / "lenet5-deep-compression.safetensors"
+    size = save_compressed(shared, path, huffman=True)
+    loaded = load_compressed(path, ctx.model)
+    return [DemoRow("Deep Compression: prune 90% + 5-bit k-means + Huffman (file)", loaded,
+                    weight_bits=5, skip_zeros=True, size_bytes=size,
+                    # decoded once at load into CSR layers: that is what runs
+                    deployed=to_sparse(to_dense(loaded), min_sparsity=0.5),
+                    extra={"file": str(path)})]
 
 
 def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -85,7 +108,7 @@ def _deploy_int8(ctx: "DemoContext", simulated: nn.Module) -> nn.Module | None:
 
 # Row producers, in table order; a family whose module is absent is skipped.
 PRODUCERS: tuple[Callable[["DemoContext"], list[DemoRow]], ...] = (
-    fp16_rows, pruning_rows, quant_rows)
+    fp16_rows, pruning_rows, deep_compression_rows, quant_rows)
 
 
 @dataclass
@@ -94,6 +117,8 @@ class DemoContext:
     train_loader: object
     test_loader: object
     calib_loader: object
+    out: Path = Path(".")
+    pruned: dict = field(default_factory=dict)
 
 
 def _train_baseline(epochs: int, seed: int, progress: bool) -> DemoContext:
@@ -134,6 +159,8 @@ def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
     log(f"training LeNet-5 on the embedded MNIST digits (4,000 train / 1,000 test), "
         f"{epochs} epochs ...")
     ctx = _train_baseline(epochs, seed, progress)
+    ctx.out = Path(out)
+    ctx.out.mkdir(parents=True, exist_ok=True)
     rows = [DemoRow("baseline fp32", ctx.model)]
     for produce in producers:
         try:
@@ -145,7 +172,8 @@ def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
                        weight_bits=row.weight_bits, act_bits=row.act_bits,
                        skip_zeros=row.skip_zeros) for row in rows]
     latencies = interleaved_latency([row.deployed or row.model for row in rows])
-    results = [dataclasses.replace(m, latency_ms=t) for m, t in zip(results, latencies)]
+    results = [dataclasses.replace(m, latency_ms=t, param_bytes=row.size_bytes or m.param_bytes)
+               for row, m, t in zip(rows, results, latencies)]
 
     report = Report(title="LeNet-5 on MNIST (embedded 5k digits): survey metrics")
     for row, m in zip(rows, results):
