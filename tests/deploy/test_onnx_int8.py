@@ -117,3 +117,14 @@ def test_quantize_ptq_model_exports_and_agrees(tmp_path):
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.99
     assert sqnr(torch.from_numpy(want), torch.from_numpy(got)) > 25.0
     assert int8_report(path).mac_int8 == 3
+
+
+def test_relu6_clip_is_folded_into_the_quantizer_exactly(tmp_path):
+    model, x = trained_tiny(act=torch.nn.ReLU6(), steps=5)
+    sim = quantize_tiny(model, x[:128])
+    path = export_int8_onnx(sim, (3, 8, 8), tmp_path / "q.onnx")
+    assert "Clip" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    rep = int8_report(path)
+    assert "/c2/Conv" not in rep.mac_float and rep.mac_int8 >= 2, rep.summary()
+    got = OnnxModel(path).run(x.numpy())
+    assert sqnr(sim(x).detach(), torch.from_numpy(got)) > 35.0

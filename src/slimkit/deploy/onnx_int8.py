@@ -10,8 +10,8 @@ scales, int8 weight initializers), exports it, then rewrites the graph so that e
 conv/linear output is followed by a quantizer, which the int8 kernels need:
 
 1. *exact* pass: when the output reaches a layer's input quantizer through ops that commute
-   with it (Relu, MaxPool, Flatten, Reshape), that quantizer is moved up to the output.
-   A Relu in front of a quantizer whose zero-point is ``qmin`` is dropped (the clamp does it).
+   with it (Relu, Clip, MaxPool, Flatten, Reshape), that quantizer is moved up to the output.
+   A Relu/Clip (ReLU6) whose clamp the quantizer already does is dropped.
    Exact for the quantizer's path; another reader of the same tensor (a residual Add) then
    sees the quantized value, as it would in any int8 runtime.
 2. *calibrated* pass (only with ``calib``): outputs that still lack a quantizer (a residual
@@ -55,8 +55,9 @@ __all__ = [
 
 _PRODUCERS = {"Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "AveragePool", "MaxPool"}
 _CALIBRATED_PRODUCERS = {"Conv", "Gemm", "MatMul", "Add"}
-_TRANSPARENT = {"Relu", "MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"}
-_NEUTRAL = _TRANSPARENT - {"Relu"} | {"Transpose", "Shape", "Gather", "Concat", "Slice"}
+_ACTIVATIONS = {"Relu", "Clip"}  # monotone clamps: commute with a quantizer up to its own clamp
+_TRANSPARENT = _ACTIVATIONS | {"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"}
+_NEUTRAL = _TRANSPARENT - _ACTIVATIONS | {"Transpose", "Shape", "Gather", "Concat", "Slice"}
 _BOUNDARY = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 _MAC_OPS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"}
 
@@ -127,15 +128,27 @@ def _insert_qdq(graph: onnx.GraphProto, tensor: str, scale: float, zp: int, sign
     _set_nodes(graph, nodes)
 
 
-def _drop_relu(graph: onnx.GraphProto, relu_out: str) -> None:
-    relu = next(n for n in graph.node if n.op_type == "Relu" and n.output[0] == relu_out)
-    src = relu.input[0]
+def _drop_if_redundant(graph: onnx.GraphProto, act_out: str, scale: float, zp: int, qmin: int) -> None:
+    """Remove a Relu/Clip (by output name) whose clamp the following quantizer already does:
+    the quantizer's real range ``scale * ([qmin, qmax] - zp)`` lies inside the clamp's range."""
+    g = _Graph(graph)
+    act = g.producer[act_out]
+    lo, hi = 0.0, np.inf
+    if act.op_type == "Clip":
+        lo_c = g.const(act.input[1]) if len(act.input) > 1 and act.input[1] else None
+        hi_c = g.const(act.input[2]) if len(act.input) > 2 and act.input[2] else None
+        lo = -np.inf if lo_c is None else float(lo_c)
+        hi = np.inf if hi_c is None else float(hi_c)
+    eps = 1e-6 * max(scale, 1.0)
+    if scale * (qmin - zp) < lo - eps or scale * (qmin + 255 - zp) > hi + eps:
+        return
+    src = act.input[0]
     nodes = []
     for n in graph.node:
-        if n.op_type == "Relu" and n.output[0] == relu_out:
+        if n.output and n.output[0] == act_out:
             continue
         for k, name in enumerate(n.input):
-            if name == relu_out:
+            if name == act_out:
                 n.input[k] = src
         nodes.append(n)
     _set_nodes(graph, nodes)
@@ -153,7 +166,7 @@ def _chain(g: _Graph, tensor: str) -> tuple[list[str], list[onnx.NodeProto]]:
             return relus, qs
         if len(cons) != 1 or cons[0].op_type not in _TRANSPARENT:
             break
-        if cons[0].op_type == "Relu":
+        if cons[0].op_type in _ACTIVATIONS:
             relus.append(cons[0].output[0])
         cur = cons[0].output[0]
     return relus, []
@@ -179,9 +192,8 @@ def _exact_pass(model: onnx.ModelProto) -> None:
         # downstream Q stays, as onnxruntime wants DQ -> MaxPool -> Q around int8 pooling
         downstream = [q.output[0] for q in direct]
         _insert_qdq(graph, out, scale, zp, qmin < 0, f"{out}/requant{idx}")
-        if zp == qmin:
-            for r in relus:
-                _drop_relu(graph, r)
+        for r in relus:
+            _drop_if_redundant(graph, r, scale, zp, qmin)
         for q_out in downstream:  # its input is on the grid now: Q -> DQ is the identity
             _bypass_qdq(graph, q_out)
 
@@ -237,7 +249,7 @@ def _calibrated_pass(model: onnx.ModelProto, batches: list[np.ndarray]) -> None:
         cons = g.consumers.get(out, [])
         if not cons or any(c.op_type == "QuantizeLinear" for c in cons):
             continue
-        relu = cons[0].output[0] if len(cons) == 1 and cons[0].op_type == "Relu" else None
+        relu = cons[0].output[0] if len(cons) == 1 and cons[0].op_type in _ACTIVATIONS else None
         if relu is not None and relu in g.outputs:
             continue
         todo[out] = (relu if relu is not None else out, relu)
@@ -250,8 +262,8 @@ def _calibrated_pass(model: onnx.ModelProto, batches: list[np.ndarray]) -> None:
         scale = max((hi - lo) / 255.0, 1e-8)
         zp = int(np.clip(round(-128 - lo / scale), -128, 127))
         _insert_qdq(model.graph, out, scale, zp, True, f"{out}/calib{k}")
-        if relu is not None and zp == -128:
-            _drop_relu(model.graph, relu)
+        if relu is not None:
+            _drop_if_redundant(model.graph, relu, scale, zp, -128)
 
 
 def _observe(model: onnx.ModelProto, names: list[str], batches: list[np.ndarray]) -> dict[str, tuple[float, float]]:
