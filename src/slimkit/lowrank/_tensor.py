@@ -1,0 +1,63 @@
+"""Small multilinear-algebra helpers shared by the decompositions (torch only).
+
+Conventions follow Kolda & Bader, "Tensor Decompositions and Applications" (SIAM Review 2009)
+with C-order unfoldings: ``unfold(x, n)`` moves axis ``n`` to the front and flattens the rest
+in their original order (last axis fastest), which is what `khatri_rao` matches.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from slimkit.errors import UserError
+
+
+def unfold(x: Tensor, mode: int) -> Tensor:
+    """Mode-``mode`` unfolding: (I_mode, prod of the other sizes)."""
+    return x.movedim(mode, 0).reshape(x.shape[mode], -1)
+
+
+def fold(m: Tensor, mode: int, shape: Sequence[int]) -> Tensor:
+    """Inverse of `unfold` for a tensor of ``shape``."""
+    rest = [s for i, s in enumerate(shape) if i != mode]
+    return m.reshape(shape[mode], *rest).movedim(0, mode)
+
+
+def mode_dot(x: Tensor, matrix: Tensor, mode: int) -> Tensor:
+    """n-mode product ``x x_mode matrix``: contracts axis ``mode`` of x with matrix's columns."""
+    shape = list(x.shape)
+    shape[mode] = matrix.shape[0]
+    return fold(matrix @ unfold(x, mode), mode, shape)
+
+
+def khatri_rao(factors: Sequence[Tensor]) -> Tensor:
+    """Column-wise Kronecker product; row index is C-order over the factors' rows."""
+    out = factors[0]
+    for f in factors[1:]:
+        out = (out[:, None, :] * f[None, :, :]).reshape(-1, f.shape[1])
+    return out
+
+
+def leading_left_singular(m: Tensor, rank: int) -> Tensor:
+    """The ``rank`` leading left singular vectors of ``m`` as columns: (rows, rank)."""
+    u, _, _ = torch.linalg.svd(m, full_matrices=False)
+    return u[:, :rank]
+
+
+def check_rank(rank: int, limit: int, what: str) -> int:
+    """Validate an integer rank in [1, limit]; raise UserError naming the bad value."""
+    if isinstance(rank, bool) or not isinstance(rank, int):
+        raise UserError(f"{what} must be an int, got {rank!r}")
+    if not 1 <= rank <= limit:
+        raise UserError(f"{what} must be in [1, {limit}], got {rank}")
+    return rank
+
+
+def relative_error(ref: Tensor, approx: Tensor) -> float:
+    """||ref - approx||_F / ||ref||_F (0 for an all-zero ref matched exactly)."""
+    den = torch.linalg.norm(ref)
+    num = torch.linalg.norm(ref - approx)
+    return float(num / den) if den > 0 else float(num)
