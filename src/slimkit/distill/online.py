@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -152,6 +154,17 @@ class _Checkpoints(_PeerSource):
             return torch.stack([F.softmax(p(x) / self.cfg.T, dim=1) for p in self.peers]).mean(0)
 
 
+def _reseed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """As `fit` does: every RNG and the loader's shuffling from `(seed, epoch)` alone."""
+    s = epoch_seed(seed, epoch)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+    reseed_loader(loader, s)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+
+
 def codistill(model: nn.Module, loader: DataLoader, config: CodistillConfig = CodistillConfig(), *,
               epochs: int, optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
               weight_decay: float = 5e-4, schedule: str = "cosine", val_loader: DataLoader | None = None,
@@ -168,7 +181,7 @@ def codistill(model: nn.Module, loader: DataLoader, config: CodistillConfig = Co
     D.init_from_env()
     device = D.local_device(device)
     model.to(device)
-    seed_everything(seed + D.rank())
+    seed_everything(seed)
     train_loader = D.shard_loader(loader, train=True, seed=seed)
     steps = len(train_loader)
     if steps == 0:
@@ -178,9 +191,7 @@ def codistill(model: nn.Module, loader: DataLoader, config: CodistillConfig = Co
     source = PEER_SOURCES.get(config.mode)(model, config) if D.is_distributed() else None
     history = History()
     for epoch in range(epochs):
-        reseed_loader(train_loader, epoch_seed(seed, epoch))
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
+        _reseed_epoch(train_loader, seed, epoch)
         model.train()
         stats, step_s, t_epoch = torch.zeros(3, dtype=torch.float64), 0.0, time.perf_counter()
         for x, y in train_loader:
