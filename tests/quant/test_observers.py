@@ -133,6 +133,11 @@ def test_kl_observer_clips_gaussian_tail():
     relu = OBSERVERS.get("kl")(QScheme(bits=8, symmetric=False, signed=False))
     relu.update(torch.cat([x.clamp_min(0), torch.zeros(400000)]))
     assert float(relu.range()[1]) == pytest.approx(float(hi), rel=0.05)
+    # too few samples for 256 levels: keep the full range instead of a degenerate clip
+    sparse = OBSERVERS.get("kl")(QScheme(bits=8, per_channel=True))
+    w = torch.randn(4, 27)
+    sparse.update(w)
+    assert torch.equal(sparse.range()[1], w.amax(1)) and torch.equal(sparse.range()[0], w.amin(1))
     four = OBSERVERS.get("kl")(QScheme(bits=4))
     four.update(x)
     assert float(four.range()[1]) < float(hi)  # fewer levels -> tighter clip

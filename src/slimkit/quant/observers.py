@@ -256,10 +256,14 @@ class KLObserver(HistogramObserver):
     its last bin, Q = hist[:i] merged into `levels` bins and expanded back over the non-empty
     bins; the threshold (i + 0.5) * bin_width with the smallest KL(P || Q) wins.
     `levels` = 2^(bits-1) for signed schemes, 2^bits for unsigned ones (one-sided data).
-    Exact zeros are left out of the histogram (they cost nothing at any threshold)."""
+    Exact zeros are left out of the histogram (they cost nothing at any threshold). With
+    fewer than `min_samples * levels` non-zero values (e.g. one output channel of a small
+    weight tensor) the histogram is too sparse for KL to mean anything and the full range
+    is kept."""
 
-    def __init__(self, scheme: QScheme, bins: int = 2048) -> None:
+    def __init__(self, scheme: QScheme, bins: int = 2048, min_samples: int = 4) -> None:
         super().__init__(scheme, bins)
+        self.min_samples = min_samples
         self.zeros: np.ndarray | None = None  # exact zeros per channel (e.g. after a ReLU)
 
     @property
@@ -280,6 +284,8 @@ class KLObserver(HistogramObserver):
         # spike in bin 0 would dominate P and force needlessly small thresholds
         h = self.hist[c].copy()
         h[0] = max(h[0] - self.zeros[c], 0.0)
+        if h.sum() < self.min_samples * self.nlevels:  # too sparse for a meaningful KL: no clip
+            return -float(self.edges_hi[c]), float(self.edges_hi[c])
         i = kl_threshold_bin(h, self.nlevels)
         w = (self.edges_hi[c] - self.edges_lo[c]) / self.bins
         t = (i + 0.5) * w if i < self.bins else self.edges_hi[c]
