@@ -36,7 +36,7 @@ from slimkit.quant.modules import QUANT_MODULES, QuantMixin
 from slimkit.quant.observers import OBSERVERS
 
 __all__ = ["PTQConfig", "quantize_ptq", "prepare", "calibrate_", "bias_correct_", "quant_layers",
-           "build_qspec", "PRESETS"]
+           "build_qspec", "PRESETS", "BIAS_CORRECTIONS"]
 
 _BIAS_CORRECTION = (False, True, "empirical", "analytic")
 
@@ -281,6 +281,22 @@ def bias_correct_(qmodel: nn.Module, batches: list[Tensor]) -> nn.Module:
     return qmodel
 
 
+# bias correction modes: fn(qmodel, float_model, calib_batches) -> None (in place)
+BIAS_CORRECTIONS: Registry[Callable[[nn.Module, nn.Module, list[Tensor]], Any]] = Registry("bias correction")
+
+
+@BIAS_CORRECTIONS.register("empirical")
+def _empirical(qmodel: nn.Module, model: nn.Module, batches: list[Tensor]) -> None:
+    bias_correct_(qmodel, batches)
+
+
+@BIAS_CORRECTIONS.register("analytic")
+def _analytic(qmodel: nn.Module, model: nn.Module, batches: list[Tensor]) -> None:
+    from slimkit.quant.dfq import analytic_bias_correct_  # dfq builds on ptq's modules
+
+    analytic_bias_correct_(qmodel, model, scales=getattr(qmodel, "_dfq_scales", None))
+
+
 def build_qspec(qmodel: nn.Module) -> dict[str, dict[str, Any]]:
     return {name: layer.qspec_entry() for name, layer in quant_layers(qmodel).items()}
 
@@ -293,12 +309,9 @@ def quantize_ptq(model: nn.Module, config: PTQConfig | None = None, calib: Any =
     batches = calib_batches(calib, config.calib_size)
     qmodel = prepare(model, config)
     calibrate_(qmodel, batches, config)
-    if config.bias_correction in (True, "empirical"):
-        bias_correct_(qmodel, batches)
-    elif config.bias_correction == "analytic":
-        from slimkit.quant.dfq import analytic_bias_correct_
-
-        analytic_bias_correct_(qmodel, model, scales=getattr(qmodel, "_dfq_scales", None))
+    if config.bias_correction:
+        mode = "empirical" if config.bias_correction is True else config.bias_correction
+        BIAS_CORRECTIONS.get(mode)(qmodel, model, batches)
     qmodel.qspec = build_qspec(qmodel)
     return qmodel
 
