@@ -134,3 +134,29 @@ def test_analytic_with_equalization_runs_and_keeps_scales():
 
     with torch.no_grad():
         assert sqnr(m(x), q(x)) > 20
+
+
+def test_bias_absorption_exact_when_activations_stay_above_c():
+    from slimkit.quant.dfq import absorb_biases_
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
+    with torch.no_grad():
+        m[1].running_mean.zero_()
+        m[1].running_var.fill_(1.0)
+        m[1].weight.fill_(0.1)  # gamma
+        m[1].bias.copy_(torch.tensor([2.0, 0.1, 1.0, -1.0]))  # beta: c = max(0, beta - 0.3)
+        m[0].weight.mul_(0.01)
+    folded = fold_bn(m)
+    x = torch.randn(8, 3, 4, 4)
+    ref = folded(x)
+    b_before = folded[0].bias.clone()
+    c = absorb_biases_(folded, m, scales=None)["0"]
+    assert torch.allclose(c, torch.tensor([1.7, 0.0, 0.7, 0.0]), atol=1e-6)
+    assert torch.allclose(folded[0].bias, b_before - c)
+    assert torch.allclose(folded(x), ref, atol=1e-5)  # pre-activations stay above c here
+    q = quantize_ptq(m, PTQConfig(equalize=True, bias_absorption=True), calib=[x])
+    with torch.no_grad():
+        from slimkit.quant.core import sqnr
+
+        assert sqnr(m(x), q(x)) > 25

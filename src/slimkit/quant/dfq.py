@@ -11,6 +11,11 @@ Quantization Through Weight Equalization and Bias Correction").
   input of a layer that follows BN (+ ReLU / ReLU6) is known from the BN's beta, gamma:
   E[clip(N(beta, gamma^2), lo, hi)]; the weight error eps = W_q - W then shifts the output
   mean by eps @ E[x], which is subtracted from the bias.
+* `absorb_biases_(folded, float_model)`: high-bias absorption. For conv1 -> ReLU -> conv2
+  with BN statistics (beta_i, gamma_i) on conv1's output, c_i = max(0, beta_i - 3 gamma_i)
+  is moved out of conv1's bias into conv2's (b2 += W2 c), which is exact wherever the
+  pre-activation stays above c_i (and away from conv2's zero padding) and narrows the
+  activation range to quantize.
 * Empirical bias correction from calibration data lives in `slimkit.quant.ptq.bias_correct_`.
 
 >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
@@ -32,11 +37,11 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimkit.quant.fold import trace
+from slimkit.quant.fold import find_conv_bn_pairs, trace
 from slimkit.quant.modules import QuantMixin
 
 __all__ = ["equalize_", "equalization_pairs", "replace_relu6", "input_expectations",
-           "clipped_normal_mean", "analytic_bias_correct_"]
+           "clipped_normal_mean", "analytic_bias_correct_", "absorb_biases_"]
 
 _PASS_MODULES = (nn.Identity, nn.Dropout)
 _RELU_FUNCS = (torch.relu, F.relu, torch.nn.functional.relu)
@@ -218,3 +223,36 @@ def analytic_bias_correct_(qmodel: nn.Module, float_model: nn.Module,
             layer.bias = nn.Parameter(torch.zeros(layer.weight.shape[0]))
         layer.bias.sub_(shift)
     return qmodel
+
+
+@torch.no_grad()
+def absorb_biases_(folded: nn.Module, float_model: nn.Module, scales: dict[str, Tensor] | None = None,
+                   n_sigma: float = 3.0) -> dict[str, Tensor]:
+    """High-bias absorption in place on a BN-folded (and possibly equalized) copy of
+    `float_model`; returns the absorbed c per conv1 fqn. `scales` from `equalize_`."""
+    bns = dict(find_conv_bn_pairs(float_model))
+    scales = scales or {}
+    absorbed: dict[str, Tensor] = {}
+    for n1, n2 in equalization_pairs(folded):
+        if n1 not in bns:
+            continue
+        bn = float_model.get_submodule(bns[n1])
+        if bn.weight is None or bn.bias is None:
+            continue
+        gamma, beta = bn.weight.detach().abs(), bn.bias.detach()
+        s = scales.get(n1, torch.ones_like(beta))
+        c = torch.clamp(beta / s - n_sigma * gamma / s, min=0.0)
+        if not bool((c > 0).any()):
+            continue
+        c1, c2 = folded.get_submodule(n1), folded.get_submodule(n2)
+        if c1.bias is None:
+            continue
+        if c2.bias is None:
+            c2.bias = nn.Parameter(torch.zeros(c2.out_channels))
+        c1.bias.sub_(c)
+        if _depthwise(c2):
+            c2.bias.add_(c2.weight.sum((1, 2, 3)) * c)
+        else:
+            c2.bias.add_(c2.weight.sum((2, 3)) @ c)
+        absorbed[n1] = c
+    return absorbed

@@ -57,7 +57,8 @@ class PTQConfig:
     observer / weight_observer: keys of `OBSERVERS` for activations / weights.
     per_channel: per-output-channel weight scales. symmetric_weights: zero point 0.
     bias_correction: False, True / "empirical" (calibration data) or "analytic" (BN
-    statistics, data-free). equalize: cross-layer equalization first.
+    statistics, data-free). equalize: cross-layer equalization first. bias_absorption:
+    DFQ's high-bias absorption across conv -> ReLU -> conv (uses BN statistics).
     layer_bits: {fqn glob: (weight_bits, act_bits)}; the first matching glob wins.
     skip: fqn globs left in float (a match on a parent skips its children). Globs that match no conv / linear raise.
     calib_size: cap on calibration samples (None: all).
@@ -71,6 +72,7 @@ class PTQConfig:
     symmetric_weights: bool = True
     bias_correction: bool | str = False
     equalize: bool = False
+    bias_absorption: bool = False
     layer_bits: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
     skip: tuple[str, ...] = ()
     calib_size: int | None = None
@@ -177,10 +179,13 @@ def quant_layers(model: nn.Module) -> dict[str, QuantMixin]:
 def prepare(model: nn.Module, config: PTQConfig) -> nn.Module:
     """New eval-mode model: BN folded (and equalized if asked), conv/linear wrapped, uncalibrated."""
     out = fold_bn(model).eval()
-    if config.equalize:
-        from slimkit.quant.dfq import equalize_
+    if config.equalize or config.bias_absorption:
+        from slimkit.quant.dfq import absorb_biases_, equalize_  # dfq builds on this module's pieces
 
-        out._dfq_scales = equalize_(out)  # type: ignore[attr-defined]
+        scales = equalize_(out) if config.equalize else {}
+        out._dfq_scales = scales  # type: ignore[attr-defined]
+        if config.bias_absorption:
+            absorb_biases_(out, model, scales)
     for name, (wbits, abits) in _plan(out, config).items():
         mod = out.get_submodule(name)
         wscheme, ascheme = config.schemes(wbits, abits)
