@@ -7,7 +7,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 
-def blobs(n: int = 256, classes: int = 4, dim: int = 8, seed: int = 0, noise: float = 1.0) -> TensorDataset:
+def blobs(
+    n: int = 256, classes: int = 4, dim: int = 8, seed: int = 0, noise: float = 1.0
+) -> TensorDataset:
     g = torch.Generator().manual_seed(123)  # fixed centres: every split is the same task
     centers = torch.randn(classes, dim, generator=g) * 2.0
     g = torch.Generator().manual_seed(seed)
@@ -50,4 +52,6 @@ def convnet(width: int = 4, seed: int = 0) -> nn.Module:
 
 
 def loader(ds, batch_size: int = 32, shuffle: bool = True, seed: int = 0) -> DataLoader:
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed)
+    )

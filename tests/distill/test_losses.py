@@ -5,8 +5,16 @@ import torch
 import torch.nn.functional as F
 
 from slimkit.distill import (
-    LOSSES, at_loss, attention_map, fsp_loss, fsp_matrix, kd_loss, mmd_poly, nst_loss,
-    similarity_matrix, sp_loss,
+    LOSSES,
+    at_loss,
+    attention_map,
+    fsp_loss,
+    fsp_matrix,
+    kd_loss,
+    mmd_poly,
+    nst_loss,
+    similarity_matrix,
+    sp_loss,
 )
 
 
@@ -39,7 +47,9 @@ def test_attention_map_sums_powered_channels_and_normalises():
     f[0, 1] = torch.tensor([[0.0, 1.0], [2.0, 0.0]])
     q = torch.tensor([1.0, 5.0, 4.0, 0.0])  # sum_c a^2 per position
     assert torch.allclose(attention_map(f), (q / q.norm())[None])
-    assert attention_map(f, p=1).squeeze().tolist() == pytest.approx((torch.tensor([1.0, 3, 2, 0]) / 14**0.5).tolist())
+    assert attention_map(f, p=1).squeeze().tolist() == pytest.approx(
+        (torch.tensor([1.0, 3, 2, 0]) / 14**0.5).tolist()
+    )
     assert at_loss([f], [3.0 * f]).item() == pytest.approx(0.0, abs=1e-7)  # scale invariant
     g = torch.zeros(1, 1, 2, 2)
     g[0, 0, 0, 0] = 1.0  # map e_0

@@ -11,10 +11,10 @@ from slimkit.errors import UserError
 from slimkit.train import evaluate, fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _tiny import blobs, convnet, images, loader, mlp  # noqa: E402
+from _tiny import blobs, convnet, images, loader, mlp
 
 PAIRS = (("relu1", "relu1"), ("relu2", "relu2"))
-FIT = dict(lr=0.05, progress=False)
+FIT = {"lr": 0.05, "progress": False}
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
@@ -25,7 +25,9 @@ def test_each_loss_trains_student_only(name):
     teacher.train()
     cfg = DistillConfig(loss=name, feature_pairs=PAIRS if LOSSES.get(name).uses_features else ())
     terms = {}
-    hist = distill(student, teacher, loader(images(32), batch_size=16), cfg, epochs=1, terms_out=terms, **FIT)
+    hist = distill(
+        student, teacher, loader(images(32), batch_size=16), cfg, epochs=1, terms_out=terms, **FIT
+    )
     assert hist.steps == 2 and torch.isfinite(torch.tensor(hist.train_loss)).all()
     for k, v in teacher.state_dict().items():
         assert torch.equal(v, t_state[k]), k
@@ -46,13 +48,18 @@ def test_gradients_reach_student_not_teacher():
     teacher, student = convnet(width=4, seed=1), convnet(width=4, seed=2)
     cfg = DistillConfig(loss=("kd", "at", "sp", "nst"), feature_pairs=PAIRS)
     x, y = images(8)[:]
+    from torch import nn
+
     from slimkit.distill.losses import DistillBatch  # noqa: F401
     from slimkit.distill.taps import FeatureTaps
     from slimkit.distill.trainer import DistillLoss
-    import torch.nn as nn
-    with FeatureTaps(student, ["relu1", "relu2"]) as st, FeatureTaps(teacher, ["relu1", "relu2"], detach=True) as tt:
+
+    with (
+        FeatureTaps(student, ["relu1", "relu2"]) as st,
+        FeatureTaps(teacher, ["relu1", "relu2"], detach=True) as tt,
+    ):
         terms = nn.ModuleDict({n: LOSSES.get(n).build(cfg, [], [], 4) for n in cfg.losses})
-        loss, logits = DistillLoss(teacher, cfg, st, tt, terms)(student, x, y)
+        loss, _ = DistillLoss(teacher, cfg, st, tt, terms)(student, x, y)
         loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     assert all(p.grad is None for p in teacher.parameters())
@@ -66,7 +73,9 @@ def test_kd_with_soft_targets_only_transfers_knowledge_through_noisy_labels():
     fit(teacher, loader(train), epochs=5, **FIT)
     t_acc = evaluate(teacher, DataLoader(test, batch_size=256))["top1"]
     assert t_acc > 0.9
-    noisy = TensorDataset(train.tensors[0], torch.randint(0, 4, (256,), generator=torch.Generator().manual_seed(5)))
+    noisy = TensorDataset(
+        train.tensors[0], torch.randint(0, 4, (256,), generator=torch.Generator().manual_seed(5))
+    )
     alone, kd = mlp(hidden=8, seed=3), mlp(hidden=8, seed=3)
     fit(alone, loader(noisy), epochs=5, **FIT)
     distill(kd, teacher, loader(noisy), DistillConfig(loss="kd", T=4.0, alpha=1.0), epochs=5, **FIT)
@@ -90,5 +99,11 @@ def test_config_validation_messages():
     assert cfg.loss == ("kd", "at") and cfg.feature_pairs == (("relu1", "relu1"),)
     assert cfg.weight("at") == LOSSES.get("at").default_beta
     with pytest.raises(UserError, match="unknown module name.*student.*'relu9'"):
-        distill(convnet(), convnet(), loader(images(8)), DistillConfig(loss="at", feature_pairs=(("relu9", "relu1"),)),
-                epochs=1, progress=False)
+        distill(
+            convnet(),
+            convnet(),
+            loader(images(8)),
+            DistillConfig(loss="at", feature_pairs=(("relu9", "relu1"),)),
+            epochs=1,
+            progress=False,
+        )

@@ -11,19 +11,56 @@
 >>> res = distill(student, teacher, loader, DistillConfig(loss="kd", T=4, alpha=0.9), epochs=5)
 """
 
-from slimkit.distill.adversarial import AdversarialTerm, Discriminator, discriminator_loss, generator_loss
+from slimkit.distill.adversarial import (
+    AdversarialTerm,
+    Discriminator,
+    discriminator_loss,
+    generator_loss,
+)
 from slimkit.distill.losses import (
-    LOSSES, DistillBatch, LossSpec, at_loss, attention_map, channel_adapters, fsp_loss, fsp_matrix,
-    kd_loss, mmd_poly, nst_loss, similarity_matrix, sp_loss,
+    LOSSES,
+    DistillBatch,
+    LossSpec,
+    at_loss,
+    attention_map,
+    channel_adapters,
+    fsp_loss,
+    fsp_matrix,
+    kd_loss,
+    mmd_poly,
+    nst_loss,
+    similarity_matrix,
+    sp_loss,
 )
 from slimkit.distill.online import CodistillConfig, codistill
 from slimkit.distill.taps import FeatureTaps, check_names, module_names, taps
 from slimkit.distill.trainer import DistillConfig, DistillLoss, distill
 
 __all__ = [
-    "AdversarialTerm", "CodistillConfig", "Discriminator", "DistillBatch", "DistillConfig",
-    "DistillLoss", "FeatureTaps", "LOSSES", "LossSpec", "at_loss",
-    "attention_map", "channel_adapters", "check_names", "codistill", "discriminator_loss",
-    "distill", "fsp_loss", "fsp_matrix", "generator_loss", "kd_loss", "mmd_poly", "module_names",
-    "nst_loss", "similarity_matrix", "sp_loss", "taps",
+    "LOSSES",
+    "AdversarialTerm",
+    "CodistillConfig",
+    "Discriminator",
+    "DistillBatch",
+    "DistillConfig",
+    "DistillLoss",
+    "FeatureTaps",
+    "LossSpec",
+    "at_loss",
+    "attention_map",
+    "channel_adapters",
+    "check_names",
+    "codistill",
+    "discriminator_loss",
+    "distill",
+    "fsp_loss",
+    "fsp_matrix",
+    "generator_loss",
+    "kd_loss",
+    "mmd_poly",
+    "module_names",
+    "nst_loss",
+    "similarity_matrix",
+    "sp_loss",
+    "taps",
 ]

@@ -29,8 +29,10 @@ class Discriminator(nn.Module):
     def __init__(self, in_features: int, hidden: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.LeakyReLU(0.2),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
+            nn.Linear(in_features, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2),
             nn.Linear(hidden, 1),
         )
 
@@ -41,8 +43,9 @@ class Discriminator(nn.Module):
 def discriminator_loss(d: nn.Module, t_logits: Tensor, s_logits: Tensor) -> Tensor:
     """`BCE(D(t), 1) + BCE(D(s), 0)` on detached inputs."""
     real, fake = d(t_logits.detach()), d(s_logits.detach())
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    return F.binary_cross_entropy_with_logits(
+        real, torch.ones_like(real)
+    ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
 
 
 def generator_loss(d: nn.Module, s_logits: Tensor) -> Tensor:
@@ -91,6 +94,11 @@ class AdversarialTerm(nn.Module):
         return generator_loss(d, b.s_logits)
 
 
-LOSSES.register("adversarial")(LossSpec(
-    build=lambda cfg, s, t, k: AdversarialTerm(k, cfg.disc_hidden, cfg.disc_lr),
-    default_beta=1.0, uses_features=False, min_pairs=0))
+LOSSES.register("adversarial")(
+    LossSpec(
+        build=lambda cfg, s, t, k: AdversarialTerm(k, cfg.disc_hidden, cfg.disc_lr),
+        default_beta=1.0,
+        uses_features=False,
+        min_pairs=0,
+    )
+)

@@ -32,8 +32,9 @@ The functions work on tensors and are checked by hand in the tests:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,10 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------- plain functions
 
-def kd_loss(s_logits: Tensor, t_logits: Tensor, y: Tensor, T: float = 4.0, alpha: float = 0.9) -> Tensor:
+
+def kd_loss(
+    s_logits: Tensor, t_logits: Tensor, y: Tensor, T: float = 4.0, alpha: float = 0.9
+) -> Tensor:
     """Hinton'15 soft-target loss mixed with hard-label cross-entropy (scalar)."""
     log_ps = F.log_softmax(s_logits / T, dim=1)  # (N, K)
     log_pt = F.log_softmax(t_logits / T, dim=1)
@@ -76,7 +80,10 @@ def _match_spatial(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def attention_map(f: Tensor, p: float = 2.0) -> Tensor:
-    """Zagoruyko & Komodakis spatial attention: `sum_c |f_c|^p`, flattened, L2-normalised. (N, H*W)"""
+    """Zagoruyko & Komodakis spatial attention `sum_c |f_c|^p`, flattened, L2-normalised.
+
+    (N, C, H, W) -> (N, H*W)
+    """
     q = _as_map(f).abs().pow(p).sum(dim=1).flatten(1)  # (N, H*W)
     return F.normalize(q, dim=1)
 
@@ -100,19 +107,26 @@ def fsp_matrix(f1: Tensor, f2: Tensor) -> Tensor:
 def fsp_loss(s_feats: Sequence[Tensor], t_feats: Sequence[Tensor]) -> Tensor:
     """Mean over consecutive layer pairs (i, i+1) of `mean((G_s - G_t)^2)`; channels must agree."""
     if len(s_feats) < 2 or len(s_feats) != len(t_feats):
-        raise ValueError(f"fsp needs >= 2 equal-length feature lists, got {len(s_feats)} and {len(t_feats)}")
+        raise ValueError(
+            f"fsp needs >= 2 equal-length feature lists, got {len(s_feats)} and {len(t_feats)}"
+        )
     terms = []
     for i in range(len(s_feats) - 1):
         gs, gt = fsp_matrix(s_feats[i], s_feats[i + 1]), fsp_matrix(t_feats[i], t_feats[i + 1])
         if gs.shape != gt.shape:
-            raise ValueError(f"fsp: student matrix {tuple(gs.shape)} != teacher {tuple(gt.shape)}; "
-                             "channel counts must match (the trainer adds 1x1 adapters)")
+            raise ValueError(
+                f"fsp: student matrix {tuple(gs.shape)} != teacher {tuple(gt.shape)}; "
+                "channel counts must match (the trainer adds 1x1 adapters)"
+            )
         terms.append((gs - gt).pow(2).mean())
     return torch.stack(terms).mean()
 
 
 def similarity_matrix(f: Tensor) -> Tensor:
-    """Tung & Mori batch similarity: `Q = f.view(N, -1)`, `G = Q Q^T`, each row L2-normalised. (N, N)"""
+    """Tung & Mori batch similarity `G = Q Q^T` with `Q = f.view(N, -1)`, rows L2-normalised.
+
+    (N, ...) -> (N, N)
+    """
     q = f.flatten(1)
     return F.normalize(q @ q.t(), dim=1)
 
@@ -137,7 +151,9 @@ def mmd_poly(x: Tensor, y: Tensor, degree: int = 2, c: float = 0.0) -> Tensor:
     return kxx + kyy - 2.0 * kxy
 
 
-def nst_loss(s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], degree: int = 2, c: float = 0.0) -> Tensor:
+def nst_loss(
+    s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], degree: int = 2, c: float = 0.0
+) -> Tensor:
     """Sum over layer pairs of the batch-mean squared MMD between L2-normalised channel maps."""
     total = s_feats[0].new_zeros(())
     for fs, ft in zip(s_feats, t_feats, strict=True):
@@ -149,6 +165,7 @@ def nst_loss(s_feats: Sequence[Tensor], t_feats: Sequence[Tensor], degree: int =
 
 
 # ---------------------------------------------------------------- registered terms
+
 
 @dataclass
 class DistillBatch:
@@ -170,7 +187,7 @@ class LossSpec:
     added to it with weight `beta` (`default_beta` when the config gives none).
     """
 
-    build: Callable[["DistillConfig", list[torch.Size], list[torch.Size], int], nn.Module]
+    build: Callable[[DistillConfig, list[torch.Size], list[torch.Size], int], nn.Module]
     default_beta: float
     uses_features: bool
     base: bool = False
@@ -193,7 +210,9 @@ class FeatureTerm(nn.Module):
     """Applies `fn(s_feats, t_feats)`, first mapping student features through 1x1 adapters
     (Romero et al., FitNets, ICLR 2015) where the loss needs equal channel counts."""
 
-    def __init__(self, fn: Callable[..., Tensor], adapters: Sequence[nn.Module | None] = ()) -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor], adapters: Sequence[nn.Module | None] = ()
+    ) -> None:
         super().__init__()
         self.fn = fn
         self.adapters = nn.ModuleList([a if a is not None else nn.Identity() for a in adapters])
@@ -203,7 +222,9 @@ class FeatureTerm(nn.Module):
         return self.fn(s, b.t_feats)
 
 
-def channel_adapters(s_shapes: Sequence[torch.Size], t_shapes: Sequence[torch.Size]) -> list[nn.Module | None]:
+def channel_adapters(
+    s_shapes: Sequence[torch.Size], t_shapes: Sequence[torch.Size]
+) -> list[nn.Module | None]:
     """A 1x1 conv (or linear, for (N, D) features) per pair whose channel counts differ."""
     out: list[nn.Module | None] = []
     for ss, ts in zip(s_shapes, t_shapes, strict=True):
@@ -220,16 +241,37 @@ def channel_adapters(s_shapes: Sequence[torch.Size], t_shapes: Sequence[torch.Si
     return out
 
 
-LOSSES.register("kd")(LossSpec(
-    build=lambda cfg, s, t, k: KDTerm(cfg.T, cfg.alpha), default_beta=1.0, uses_features=False,
-    base=True, min_pairs=0))
-LOSSES.register("at")(LossSpec(
-    build=lambda cfg, s, t, k: FeatureTerm(lambda a, b: at_loss(a, b, cfg.p)), default_beta=1000.0,
-    uses_features=True))
-LOSSES.register("fsp")(LossSpec(
-    build=lambda cfg, s, t, k: FeatureTerm(fsp_loss, channel_adapters(s, t)), default_beta=1.0,
-    uses_features=True, min_pairs=2))
-LOSSES.register("sp")(LossSpec(
-    build=lambda cfg, s, t, k: FeatureTerm(sp_loss), default_beta=3000.0, uses_features=True))
-LOSSES.register("nst")(LossSpec(
-    build=lambda cfg, s, t, k: FeatureTerm(nst_loss), default_beta=50.0, uses_features=True))
+LOSSES.register("kd")(
+    LossSpec(
+        build=lambda cfg, s, t, k: KDTerm(cfg.T, cfg.alpha),
+        default_beta=1.0,
+        uses_features=False,
+        base=True,
+        min_pairs=0,
+    )
+)
+LOSSES.register("at")(
+    LossSpec(
+        build=lambda cfg, s, t, k: FeatureTerm(lambda a, b: at_loss(a, b, cfg.p)),
+        default_beta=1000.0,
+        uses_features=True,
+    )
+)
+LOSSES.register("fsp")(
+    LossSpec(
+        build=lambda cfg, s, t, k: FeatureTerm(fsp_loss, channel_adapters(s, t)),
+        default_beta=1.0,
+        uses_features=True,
+        min_pairs=2,
+    )
+)
+LOSSES.register("sp")(
+    LossSpec(
+        build=lambda cfg, s, t, k: FeatureTerm(sp_loss), default_beta=3000.0, uses_features=True
+    )
+)
+LOSSES.register("nst")(
+    LossSpec(
+        build=lambda cfg, s, t, k: FeatureTerm(nst_loss), default_beta=50.0, uses_features=True
+    )
+)

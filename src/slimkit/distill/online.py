@@ -66,7 +66,11 @@ class CodistillConfig:
             raise UserError(f"every must be an int >= 1, got {self.every!r}")
         if self.mode not in MODES:
             raise UserError(f"unknown codistillation mode {self.mode!r}; known: {', '.join(MODES)}")
-        if not (isinstance(self.weight, (int, float)) and math.isfinite(self.weight) and self.weight >= 0):
+        if not (
+            isinstance(self.weight, (int, float))
+            and math.isfinite(self.weight)
+            and self.weight >= 0
+        ):
             raise UserError(f"weight must be a finite number >= 0, got {self.weight!r}")
         if not (isinstance(self.T, (int, float)) and math.isfinite(self.T) and self.T > 0):
             raise UserError(f"T must be a finite number > 0, got {self.T!r}")
@@ -141,7 +145,7 @@ class _Checkpoints(_PeerSource):
             new, off = {}, 0
             for k in keys:
                 n = state[k].numel()
-                new[k] = gathered[j][off:off + n].view_as(state[k]).to(state[k].dtype)
+                new[k] = gathered[j][off : off + n].view_as(state[k]).to(state[k].dtype)
                 off += n
             peer.load_state_dict(new, strict=False)
 
@@ -165,10 +169,21 @@ def _reseed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.sampler.set_epoch(epoch)
 
 
-def codistill(model: nn.Module, loader: DataLoader, config: CodistillConfig = CodistillConfig(), *,
-              epochs: int, optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9,
-              weight_decay: float = 5e-4, schedule: str = "cosine", val_loader: DataLoader | None = None,
-              device: str | torch.device = "cpu", seed: int = 0) -> History:
+def codistill(
+    model: nn.Module,
+    loader: DataLoader,
+    config: CodistillConfig = CodistillConfig(),
+    *,
+    epochs: int,
+    optimizer: str = "sgd",
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "cosine",
+    val_loader: DataLoader | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> History:
     """Train this rank's `model` in place on its shard of `loader` with codistillation.
 
     Every rank must call it with the same loader length, epochs and config. `val_loader` is
@@ -186,7 +201,9 @@ def codistill(model: nn.Module, loader: DataLoader, config: CodistillConfig = Co
     steps = len(train_loader)
     if steps == 0:
         raise ValueError("codistill: train_loader is empty")
-    opt = build_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = build_optimizer(
+        optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     sched = build_schedule(schedule, opt, epochs * steps)
     source = PEER_SOURCES.get(config.mode)(model, config) if D.is_distributed() else None
     history = History()
@@ -209,15 +226,21 @@ def codistill(model: nn.Module, loader: DataLoader, config: CodistillConfig = Co
             step_s += time.perf_counter() - t0
             history.steps += 1
             with torch.no_grad():
-                stats += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
-                                      dtype=torch.float64)
+                stats += torch.tensor(
+                    [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
+                    dtype=torch.float64,
+                )
         val = evaluate(model, val_loader, device) if val_loader is not None else None
         nan = float("nan")
         history.append(
-            train_loss=(stats[0] / stats[2]).item(), train_acc=(stats[1] / stats[2]).item(),
-            val_loss=val["loss"] if val else nan, val_top1=val["top1"] if val else nan,
-            val_top5=val["top5"] if val else nan, epoch_time_s=time.perf_counter() - t_epoch,
-            step_time_ms=1000.0 * step_s / steps, lr=opt.param_groups[0]["lr"],
+            train_loss=(stats[0] / stats[2]).item(),
+            train_acc=(stats[1] / stats[2]).item(),
+            val_loss=val["loss"] if val else nan,
+            val_top1=val["top1"] if val else nan,
+            val_top5=val["top5"] if val else nan,
+            epoch_time_s=time.perf_counter() - t_epoch,
+            step_time_ms=1000.0 * step_s / steps,
+            lr=opt.param_groups[0]["lr"],
         )
     model.eval()
     return history

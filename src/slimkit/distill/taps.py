@@ -14,7 +14,8 @@ latest outputs in `tap.features[name]`, and removes every hook on exit. Unknown 
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Self
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -41,10 +42,16 @@ def check_names(model: nn.Module, names: Sequence[str], what: str = "model") -> 
     parts = []
     for n in unknown:
         close = difflib.get_close_matches(str(n), known, n=3)
-        parts.append(f"{n!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
-    listed = ", ".join(known[:_MAX_LISTED]) + (f", ... ({len(known)} in all)" if len(known) > _MAX_LISTED else "")
-    raise UserError(f"unknown module name(s) in {what} ({type(model).__name__}): {'; '.join(parts)}. "
-                    f"Candidates: {listed or '(no submodules)'}")
+        parts.append(
+            f"{n!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else "")
+        )
+    listed = ", ".join(known[:_MAX_LISTED]) + (
+        f", ... ({len(known)} in all)" if len(known) > _MAX_LISTED else ""
+    )
+    raise UserError(
+        f"unknown module name(s) in {what} ({type(model).__name__}): {'; '.join(parts)}. "
+        f"Candidates: {listed or '(no submodules)'}"
+    )
 
 
 class FeatureTaps:
@@ -62,7 +69,7 @@ class FeatureTaps:
         self.features: dict[str, Tensor] = {}
         self._handles: list[RemovableHandle] = []
 
-    def __enter__(self) -> "FeatureTaps":
+    def __enter__(self) -> Self:
         if self._handles:
             raise RuntimeError("FeatureTaps is already active")
         modules = dict(self.model.named_modules())
@@ -84,7 +91,9 @@ class FeatureTaps:
             if isinstance(output, (tuple, list)):
                 output = output[0]
             if not isinstance(output, Tensor):
-                raise TypeError(f"tapped module {name!r} returned {type(output).__name__}, not a Tensor")
+                raise TypeError(
+                    f"tapped module {name!r} returned {type(output).__name__}, not a Tensor"
+                )
             self.features[name] = output.detach() if self.detach else output
 
         return hook
@@ -94,8 +103,10 @@ class FeatureTaps:
         names = self.names if names is None else tuple(names)
         missing = [n for n in names if n not in self.features]
         if missing:
-            raise RuntimeError(f"no output captured yet for {missing}; run a forward pass inside "
-                               f"the `with taps(...)` block first (tapped: {list(self.names)})")
+            raise RuntimeError(
+                f"no output captured yet for {missing}; run a forward pass inside "
+                f"the `with taps(...)` block first (tapped: {list(self.names)})"
+            )
         return [self.features[n] for n in names]
 
     def clear(self) -> None:

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+import slimkit.distill.adversarial  # noqa: F401  (registers "adversarial")
 from slimkit.distill.losses import LOSSES, DistillBatch
 from slimkit.distill.taps import FeatureTaps, check_names
 from slimkit.errors import UserError
 from slimkit.train import History, fit
-import slimkit.distill.adversarial  # noqa: F401  (registers "adversarial")
 
 
 @dataclass(frozen=True)
@@ -62,26 +62,33 @@ class DistillConfig:
             raise UserError(f"loss must name at least one of {LOSSES.names()}")
         unknown = [n for n in names if n not in LOSSES]
         if unknown:
-            raise UserError(f"unknown distillation loss {unknown[0]!r}; known: {', '.join(LOSSES.names())}")
+            raise UserError(
+                f"unknown distillation loss {unknown[0]!r}; known: {', '.join(LOSSES.names())}"
+            )
         if len(set(names)) != len(names):
             raise UserError(f"loss lists a name twice: {names}")
         object.__setattr__(self, "loss", names[0] if len(names) == 1 else names)
         pairs = tuple(tuple(p) for p in self.feature_pairs)
         if any(len(p) != 2 or not all(isinstance(n, str) for n in p) for p in pairs):
-            raise UserError(f"feature_pairs must be (student_name, teacher_name) pairs of str, "
-                            f"got {self.feature_pairs!r}")
+            raise UserError(
+                f"feature_pairs must be (student_name, teacher_name) pairs of str, "
+                f"got {self.feature_pairs!r}"
+            )
         object.__setattr__(self, "feature_pairs", pairs)
         for n in names:
             spec = LOSSES.get(n)
             if spec.uses_features and len(pairs) < spec.min_pairs:
-                raise UserError(f"loss {n!r} needs at least {spec.min_pairs} feature_pairs "
-                                f"(student_module, teacher_module), got {len(pairs)}")
+                raise UserError(
+                    f"loss {n!r} needs at least {spec.min_pairs} feature_pairs "
+                    f"(student_module, teacher_module), got {len(pairs)}"
+                )
         if not (isinstance(self.T, (int, float)) and math.isfinite(self.T) and self.T > 0):
             raise UserError(f"T must be a finite number > 0, got {self.T!r}")
         if not (isinstance(self.alpha, (int, float)) and 0.0 <= self.alpha <= 1.0):
             raise UserError(f"alpha must be in [0, 1], got {self.alpha!r}")
-        if self.beta is not None and not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta)
-                                          and self.beta >= 0):
+        if self.beta is not None and not (
+            isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and self.beta >= 0
+        ):
             raise UserError(f"beta must be None or a finite number >= 0, got {self.beta!r}")
         if not self.p > 0:
             raise UserError(f"p must be > 0, got {self.p!r}")
@@ -114,8 +121,14 @@ class _StudentWithTerms(nn.Module):
 class DistillLoss:
     """`loss_fn(net, x, y) -> (loss, student_logits)` for `slimkit.train.fit`."""
 
-    def __init__(self, teacher: nn.Module, config: DistillConfig, s_taps: FeatureTaps,
-                 t_taps: FeatureTaps, terms: nn.ModuleDict) -> None:
+    def __init__(
+        self,
+        teacher: nn.Module,
+        config: DistillConfig,
+        s_taps: FeatureTaps,
+        t_taps: FeatureTaps,
+        terms: nn.ModuleDict,
+    ) -> None:
         self.teacher, self.config = teacher, config
         self.s_taps, self.t_taps, self.terms = s_taps, t_taps, terms
         self.s_names = [p[0] for p in config.feature_pairs]
@@ -127,7 +140,9 @@ class DistillLoss:
             t_logits = self.teacher(x)
         uses_feats = any(LOSSES.get(n).uses_features for n in self.config.losses)
         batch = DistillBatch(
-            s_logits=s_logits, t_logits=t_logits.detach(), y=y,
+            s_logits=s_logits,
+            t_logits=t_logits.detach(),
+            y=y,
             s_feats=self.s_taps.get(self.s_names) if uses_feats else [],
             t_feats=self.t_taps.get(self.t_names) if uses_feats else [],
         )
@@ -146,9 +161,16 @@ class DistillLoss:
         return base + extra, s_logits
 
 
-def distill(student: nn.Module, teacher: nn.Module, loader: DataLoader,
-            config: DistillConfig = DistillConfig(), *, epochs: int,
-            terms_out: dict[str, nn.Module] | None = None, **fit_kwargs: Any) -> History:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    loader: DataLoader,
+    config: DistillConfig = DistillConfig(),
+    *,
+    epochs: int,
+    terms_out: dict[str, nn.Module] | None = None,
+    **fit_kwargs: Any,
+) -> History:
     """Train `student` in place to match `teacher` on `loader` with `config`'s losses.
 
     `fit_kwargs` go to `slimkit.train.fit` (lr, optimizer, val_loader, device, hooks, seed, ...;
@@ -170,10 +192,14 @@ def distill(student: nn.Module, teacher: nn.Module, loader: DataLoader,
     for p in teacher.parameters():
         p.requires_grad_(False)
     try:
-        with FeatureTaps(student, s_names) as s_taps, FeatureTaps(teacher, t_names, detach=True) as t_taps:
+        with (
+            FeatureTaps(student, s_names) as s_taps,
+            FeatureTaps(teacher, t_names, detach=True) as t_taps,
+        ):
             s_shapes, t_shapes, k = _probe(student, teacher, loader, s_taps, t_taps, device)
-            terms = nn.ModuleDict({n: LOSSES.get(n).build(config, s_shapes, t_shapes, k)
-                                   for n in config.losses})
+            terms = nn.ModuleDict(
+                {n: LOSSES.get(n).build(config, s_shapes, t_shapes, k) for n in config.losses}
+            )
             wrapped = _StudentWithTerms(student, terms)
             loss_fn = DistillLoss(teacher, config, s_taps, t_taps, terms)
             history = fit(wrapped, loader, epochs=epochs, loss_fn=loss_fn, **fit_kwargs)
@@ -198,8 +224,10 @@ def _probe(student, teacher, loader, s_taps, t_taps, device):
     finally:
         student.train(was)
     if s_logits.shape[1:] != t_logits.shape[1:]:
-        raise UserError(f"student and teacher outputs differ: {tuple(s_logits.shape[1:])} vs "
-                        f"{tuple(t_logits.shape[1:])}")
+        raise UserError(
+            f"student and teacher outputs differ: {tuple(s_logits.shape[1:])} vs "
+            f"{tuple(t_logits.shape[1:])}"
+        )
     s_shapes = [f.shape for f in s_taps.get()] if s_taps.names else []
     t_shapes = [f.shape for f in t_taps.get()] if t_taps.names else []
     s_taps.clear()
