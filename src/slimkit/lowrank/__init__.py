@@ -25,15 +25,24 @@ from slimkit.lowrank.api import (
 from slimkit.lowrank.cp import CPResult, conv_from_cp, cp_als, cp_conv
 from slimkit.lowrank.methods import METHODS, Method, Site
 from slimkit.lowrank.ranks import RANK_SELECTIONS, select_rank
-from slimkit.lowrank.svd import SCHEMES, SVDResult, conv_matrix, rank_for_energy, svd_conv, \
-    svd_linear, truncated_svd
+from slimkit.lowrank.svd import (
+    SCHEMES,
+    SVDResult,
+    conv_from_svd,
+    conv_matrix,
+    linear_from_svd,
+    rank_for_energy,
+    svd_conv,
+    svd_linear,
+    truncated_svd,
+)
 from slimkit.lowrank.tucker import Tucker2Result, conv_from_tucker, tucker2, tucker_conv
 from slimkit.lowrank.vbmf import VBMFResult, evbmf, vbmf_ranks
 
 __all__ = [
     "CPResult", "LayerReport", "LowRankConfig", "LowRankResult", "METHODS", "Method",
     "RANK_SELECTIONS", "SCHEMES", "SVDResult", "Site", "Tucker2Result", "VBMFResult",
-    "conv_from_cp", "conv_from_tucker", "conv_matrix", "cp_als", "cp_conv", "decompose",
-    "decompose_with_report", "evbmf", "rank_for_energy", "select_rank", "svd_conv", "svd_linear",
+    "conv_from_cp", "conv_from_svd", "conv_from_tucker", "conv_matrix", "cp_als", "cp_conv", "decompose",
+    "decompose_with_report", "evbmf", "linear_from_svd", "rank_for_energy", "select_rank", "svd_conv", "svd_linear",
     "tucker2", "tucker_conv", "truncated_svd", "vbmf_ranks",
 ]

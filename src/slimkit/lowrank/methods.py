@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from slimkit._registry import Registry
 from slimkit.lowrank._layers import ConvGeometry, supported_conv
-from slimkit.lowrank._tensor import unfold
+from slimkit.lowrank._tensor import singular_values, unfold
 from slimkit.lowrank.cp import conv_from_cp, cp_als
-from slimkit.lowrank.svd import conv_matrix, svd_conv, svd_linear, truncated_svd
+from slimkit.lowrank.svd import conv_from_svd, conv_matrix, linear_from_svd, truncated_svd
 from slimkit.lowrank.tucker import conv_from_tucker, tucker2
 from slimkit.lowrank.vbmf import evbmf, vbmf_ranks
 
@@ -110,8 +110,8 @@ def _svd_build(site: Site, rank: int, cfg: Any) -> tuple[nn.Module, float]:
     res = truncated_svd(mat, rank)
     err = float(res.discarded.pow(2).sum().sqrt() / torch.linalg.norm(mat).clamp_min(1e-300))
     if isinstance(layer, nn.Linear):
-        return svd_linear(layer, rank), err
-    return svd_conv(layer, rank, cfg.scheme), err
+        return linear_from_svd(layer, res), err
+    return conv_from_svd(layer, res, cfg.scheme), err
 
 
 def _svd_full_for(site: Site, cfg: Any) -> int:
@@ -123,7 +123,7 @@ METHODS.register("svd")(Method(
     full_rank=_svd_full_for,
     candidates=lambda s, cfg: range(1, _svd_full_for(s, cfg) + 1),
     cost=_svd_cost,
-    spectra=lambda s, cfg: [torch.linalg.svdvals(_svd_matrix(s, cfg).double())],
+    spectra=lambda s, cfg: [singular_values(_svd_matrix(s, cfg).double())],
     vbmf=lambda s, cfg: max(evbmf(_svd_matrix(s, cfg)).rank, 1),
     build=_svd_build,
 ))
@@ -160,7 +160,7 @@ def _tucker_candidates(site: Site) -> list[tuple[int, int]]:
 
 def _tucker_spectra(site: Site, cfg: Any) -> list[Tensor]:
     k = site.layer.weight.detach().double()
-    return [torch.linalg.svdvals(unfold(k, 0)), torch.linalg.svdvals(unfold(k, 1))]
+    return [singular_values(unfold(k, 0)), singular_values(unfold(k, 1))]
 
 
 def _tucker_build(site: Site, rank: tuple[int, int], cfg: Any) -> tuple[nn.Module, float]:

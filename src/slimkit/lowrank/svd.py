@@ -30,10 +30,10 @@ from torch import Tensor, nn
 from slimkit._registry import Registry
 from slimkit.errors import UserError
 from slimkit.lowrank._layers import ConvGeometry, bias_of, conv_like, linear, pointwise
-from slimkit.lowrank._tensor import check_rank
+from slimkit.lowrank._tensor import check_rank, thin_svd
 
-__all__ = ["SCHEMES", "SVDResult", "conv_matrix", "rank_for_energy", "svd_conv", "svd_linear",
-           "truncated_svd"]
+__all__ = ["SCHEMES", "SVDResult", "conv_from_svd", "conv_matrix", "linear_from_svd",
+           "rank_for_energy", "svd_conv", "svd_linear", "truncated_svd"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def truncated_svd(matrix: Tensor, rank: int) -> SVDResult:
     if matrix.dim() != 2:
         raise UserError(f"truncated_svd needs a matrix, got shape {tuple(matrix.shape)}")
     check_rank(rank, min(matrix.shape), "rank")
-    u, s, vh = torch.linalg.svd(matrix.detach().double(), full_matrices=False)
+    u, s, vh = thin_svd(matrix.detach().double())
     return SVDResult(u[:, :rank], s[:rank], vh[:rank], s[rank:])
 
 
@@ -95,22 +95,29 @@ def svd_linear(layer: nn.Linear, rank: int) -> nn.Sequential:
     """Replace ``layer`` by Linear(in -> rank) then Linear(rank -> out) (new modules)."""
     if not isinstance(layer, nn.Linear):
         raise UserError(f"svd_linear needs an nn.Linear, got {type(layer).__name__}")
-    w = layer.weight.detach()
-    res = truncated_svd(w, rank)
-    left, right = res.split()  # (out, r), (r, in)
-    dt = w.dtype
-    return nn.Sequential(linear(layer.in_features, rank, right.to(dt)),
-                         linear(rank, layer.out_features, left.to(dt), bias_of(layer)))
+    return linear_from_svd(layer, truncated_svd(layer.weight, rank))
+
+
+def linear_from_svd(layer: nn.Linear, res: SVDResult) -> nn.Sequential:
+    """The two-Linear replacement of ``layer`` from the truncated SVD of its weight."""
+    left, right = (t.to(layer.weight.dtype) for t in res.split())  # (out, r), (r, in)
+    rank = res.s.numel()
+    return nn.Sequential(linear(layer.in_features, rank, right),
+                         linear(rank, layer.out_features, left, bias_of(layer)))
 
 
 def svd_conv(layer: nn.Conv2d, rank: int, scheme: str = "channel") -> nn.Sequential:
     """Replace a Conv2d by two convs of rank ``rank`` (see the module docstring)."""
     if not isinstance(layer, nn.Conv2d) or layer.groups != 1:
         raise UserError(f"svd_conv needs an ungrouped nn.Conv2d, got {layer!r}")
+    return conv_from_svd(layer, truncated_svd(conv_matrix(layer.weight, scheme), rank), scheme)
+
+
+def conv_from_svd(layer: nn.Conv2d, res: SVDResult, scheme: str = "channel") -> nn.Sequential:
+    """The two-conv replacement of ``layer`` from the truncated SVD of `conv_matrix`."""
     g = ConvGeometry.of(layer)
-    w = layer.weight.detach()
-    res = truncated_svd(conv_matrix(w, scheme), rank)
-    left, right = (t.to(w.dtype) for t in res.split())
+    left, right = (t.to(layer.weight.dtype) for t in res.split())
+    rank = res.s.numel()
     if scheme == "channel":  # left (C_out, r), right (r, C_in*kh*kw)
         first = conv_like(g, g.c_in, rank, right.reshape(rank, g.c_in, g.kh, g.kw), None)
         return nn.Sequential(first, pointwise(rank, g.c_out, left, bias_of(layer)))

@@ -28,7 +28,7 @@ from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 from slimkit.errors import UserError
-from slimkit.lowrank._tensor import unfold
+from slimkit.lowrank._tensor import singular_values, unfold
 
 __all__ = ["VBMFResult", "evbmf", "vbmf_ranks"]
 
@@ -74,7 +74,7 @@ def evbmf(y: Tensor, sigma2: float | None = None) -> VBMFResult:
     if mat.shape[0] > mat.shape[1]:  # the theory takes L <= M
         mat = mat.T
     l, m = mat.shape
-    s_t = torch.linalg.svdvals(mat)
+    s_t = singular_values(mat)
     s = s_t.numpy()
     alpha = l / m
     tau_bar = _TAU_BAR * math.sqrt(alpha)
