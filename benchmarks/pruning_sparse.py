@@ -28,8 +28,10 @@ from slimkit.pruning import magnitude_prune
 from slimkit.pruning.sparse import SparseLinear
 
 HERE = Path(__file__).resolve().parent
-NETS = {"lenet300": [(784, 300), (300, 100), (100, 10)],
-        "alexnet-fc": [(9216, 4096), (4096, 4096), (4096, 1000)]}
+NETS = {
+    "lenet300": [(784, 300), (300, 100), (100, 10)],
+    "alexnet-fc": [(9216, 4096), (4096, 4096), (4096, 1000)],
+}
 
 
 def timed(fn, repeats: int, warmup: int = 3) -> float:
@@ -53,7 +55,9 @@ def mlp(shape: list[tuple[int, int]]) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
-def scipy_forward(mats: list[tuple[scipy.sparse.csr_matrix, np.ndarray]], x: np.ndarray) -> np.ndarray:
+def scipy_forward(
+    mats: list[tuple[scipy.sparse.csr_matrix, np.ndarray]], x: np.ndarray
+) -> np.ndarray:
     h = x.T  # (in, B)
     for i, (w, b) in enumerate(mats):
         h = w @ h + b[:, None]
@@ -71,10 +75,15 @@ def run(args: argparse.Namespace) -> str:
         dense_bytes = sum(p.numel() * 4 for p in dense.parameters())
         for s in args.sparsities:
             pruned = magnitude_prune(dense, s)
-            sparse = nn.Sequential(*[SparseLinear.from_dense(m) if isinstance(m, nn.Linear) else m for m in pruned])
+            sparse = nn.Sequential(
+                *[SparseLinear.from_dense(m) if isinstance(m, nn.Linear) else m for m in pruned]
+            )
             sp_bytes = sum(m.storage_bytes() for m in sparse if isinstance(m, SparseLinear))
-            mats = [(scipy.sparse.csr_matrix(m.weight.detach().numpy()), m.bias.detach().numpy())
-                    for m in pruned if isinstance(m, nn.Linear)]
+            mats = [
+                (scipy.sparse.csr_matrix(m.weight.detach().numpy()), m.bias.detach().numpy())
+                for m in pruned
+                if isinstance(m, nn.Linear)
+            ]
             for batch in (1, 64):
                 x = torch.randn(batch, shape[0][0])
                 xn = x.numpy()
@@ -86,8 +95,11 @@ def run(args: argparse.Namespace) -> str:
                     t_sparse = timed(lambda: sparse(x), reps)
                 t_scipy = timed(lambda: scipy_forward(mats, xn), reps)
                 rows.append((name, s, batch, t_dense, t_sparse, t_scipy, dense_bytes, sp_bytes))
-                print(f"{name} s={s:.2f} b={batch}: dense {t_dense:.3f} ms, csr {t_sparse:.3f} ms, "
-                      f"scipy {t_scipy:.3f} ms", flush=True)
+                print(
+                    f"{name} s={s:.2f} b={batch}: dense {t_dense:.3f} ms, csr {t_sparse:.3f} ms, "
+                    f"scipy {t_scipy:.3f} ms",
+                    flush=True,
+                )
     return report(rows, args)
 
 
@@ -112,16 +124,23 @@ def report(rows, args) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s, b, td, ts, tc, db, sb in rows:
-        out.append(f"| {name} | {s:.2f} | {b} | {td:.3f} | {ts:.3f} | {tc:.3f} | {td / ts:.2f}x | "
-                   f"{td / tc:.2f}x | {db / sb:.2f}x |")
+        out.append(
+            f"| {name} | {s:.2f} | {b} | {td:.3f} | {ts:.3f} | {tc:.3f} | {td / ts:.2f}x | "
+            f"{td / tc:.2f}x | {db / sb:.2f}x |"
+        )
     out += ["", "## When sparse wins", ""]
     for name in NETS:
         for b in (1, 64):
             wins = [s for n, s, bb, td, ts, *_ in rows if n == name and bb == b and ts < td]
-            out.append(f"- {name}, batch {b}: CSR faster than dense at sparsity "
-                       + (", ".join(f"{s:.2f}" for s in wins) if wins else "none of the measured levels"))
-    out += ["", "Published context: Deep Compression reports ~3x CPU speed-up for pruned FC layers at "
-            "batch 1 (ANCHORS.md); storage ratio here excludes quantization and Huffman coding."]
+            out.append(
+                f"- {name}, batch {b}: CSR faster than dense at sparsity "
+                + (", ".join(f"{s:.2f}" for s in wins) if wins else "none of the measured levels")
+            )
+    out += [
+        "",
+        "Published context: Deep Compression reports ~3x CPU speed-up for pruned FC layers at "
+        "batch 1 (ANCHORS.md); storage ratio here excludes quantization and Huffman coding.",
+    ]
     return "\n".join(out) + "\n"
 
 

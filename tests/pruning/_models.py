@@ -15,7 +15,10 @@ class Tiny(nn.Module):
         self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
         self.conv2, self.bn2 = nn.Conv2d(8, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
         self.conv3, self.bn3 = nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
-        self.conv4, self.bn4 = nn.Conv2d(8, 12, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(12)
+        self.conv4, self.bn4 = (
+            nn.Conv2d(8, 12, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(12),
+        )
         self.fc = nn.Linear(12, 4)
 
     def forward(self, x):
@@ -38,7 +41,9 @@ def tiny(seed: int = 0) -> Tiny:
     return m.eval()
 
 
-def loader(n: int = 64, shape=(3, 8, 8), classes: int = 4, batch: int = 16, seed: int = 0) -> DataLoader:
+def loader(
+    n: int = 64, shape=(3, 8, 8), classes: int = 4, batch: int = 16, seed: int = 0
+) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, *shape, generator=g)
     y = torch.randint(0, classes, (n,), generator=g)

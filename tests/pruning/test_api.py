@@ -10,17 +10,23 @@ from ._models import loader, tiny
 X = torch.randn(1, 3, 8, 8)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"ratio": 1.0}, r"\[0, 1\)"),
-    ({"ratio": -0.1}, r"\[0, 1\)"),
-    ({"ratio": 0.0, "target": "macs"}, r"\(0, 1\]"),
-    ({"method": "obd"}, "known: agp, channel_lasso, han, l1_filter, magnitude, sfp, slimming, ssl"),
-    ({"granularity": "block"}, "known: channel, element, filter, kernel, nm, vector"),
-    ({"importance": "hessian"}, "known: bn_scale, fpgm, l1, l2, magnitude"),
-    ({"target": "flops"}, "known: sparsity, macs, params, latency"),
-    ({"ignore": "fc"}, "tuple of globs"),
-    ({"round_to": 0}, "round_to"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"ratio": 1.0}, r"\[0, 1\)"),
+        ({"ratio": -0.1}, r"\[0, 1\)"),
+        ({"ratio": 0.0, "target": "macs"}, r"\(0, 1\]"),
+        (
+            {"method": "obd"},
+            "known: agp, channel_lasso, han, l1_filter, magnitude, sfp, slimming, ssl",
+        ),
+        ({"granularity": "block"}, "known: channel, element, filter, kernel, nm, vector"),
+        ({"importance": "hessian"}, "known: bn_scale, fpgm, l1, l2, magnitude"),
+        ({"target": "flops"}, "known: sparsity, macs, params, latency"),
+        ({"ignore": "fc"}, "tuple of globs"),
+        ({"round_to": 0}, "round_to"),
+    ],
+)
 def test_bad_configs_give_clear_errors(kw, match):
     with pytest.raises(UserError, match=match):
         PruneConfig(**kw)
@@ -44,7 +50,11 @@ def test_params_target_unstructured_counts_nonzeros():
 
 def test_magnitude_granularities_through_prune():
     model = tiny()
-    out = prune(model, PruneConfig("magnitude", 0.5, granularity="nm", ignore=("conv1", "conv3")), example_inputs=X)
+    out = prune(
+        model,
+        PruneConfig("magnitude", 0.5, granularity="nm", ignore=("conv1", "conv3")),
+        example_inputs=X,
+    )
     w = out.conv2.weight.permute(0, 2, 3, 1).reshape(-1, 4)
     assert (w != 0).sum(1).le(2).all()
     assert (out.conv1.weight != 0).all()  # ignored
@@ -64,19 +74,32 @@ def test_han_keeps_sparsity_through_retraining():
 
 
 def test_agp_reaches_final_sparsity_through_fit():
-    out = prune(tiny(), PruneConfig("agp", 0.6, granularity="filter", train_epochs=2, lr=0.05), data=loader())
+    out = prune(
+        tiny(),
+        PruneConfig("agp", 0.6, granularity="filter", train_epochs=2, lr=0.05),
+        data=loader(),
+    )
     zero_filters = (out.conv4.weight.flatten(1).abs().sum(1) == 0).sum().item()
     assert zero_filters == round(0.6 * 12)
 
 
 def test_finetune_keeps_zeros():
-    out = prune(tiny(), PruneConfig("magnitude", 0.5, finetune_epochs=1, lr=0.1), example_inputs=X, data=loader())
+    out = prune(
+        tiny(),
+        PruneConfig("magnitude", 0.5, finetune_epochs=1, lr=0.1),
+        example_inputs=X,
+        data=loader(),
+    )
     assert sparsity_of(out) == pytest.approx(0.5, abs=0.01)
 
 
 def test_slimming_and_sfp_and_ssl_train_then_shrink():
     for method in ("slimming", "sfp", "ssl"):
-        out = prune(tiny(), PruneConfig(method, 0.5, train_epochs=1, penalty=1e-3), example_inputs=X,
-                    data=loader(n=32))
+        out = prune(
+            tiny(),
+            PruneConfig(method, 0.5, train_epochs=1, penalty=1e-3),
+            example_inputs=X,
+            data=loader(n=32),
+        )
         assert out(X).shape == (1, 4)
         assert sum(c.out_channels for c in (out.conv1, out.conv2, out.conv4)) <= 26 - 10, method

@@ -49,6 +49,8 @@ def test_lasso_cd_matches_scikit_learn():
     z = torch.randn(200, 10, dtype=torch.float64)
     y = z @ torch.randn(10, dtype=torch.float64) + 0.1 * torch.randn(200, dtype=torch.float64)
     ours = lasso_gram(z.T @ z, z.T @ y, 20.0, iters=20000, tol=1e-13)
-    ref = Lasso(alpha=20.0 / 200, fit_intercept=False, tol=1e-12, max_iter=100000).fit(z.numpy(), y.numpy())
+    ref = Lasso(alpha=20.0 / 200, fit_intercept=False, tol=1e-12, max_iter=100000).fit(
+        z.numpy(), y.numpy()
+    )
     torch.testing.assert_close(ours, torch.from_numpy(ref.coef_), atol=1e-7, rtol=1e-6)
     assert 0 < int((ours == 0).sum()) < 10 or int((ours != 0).sum()) == 10

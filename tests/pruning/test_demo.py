@@ -8,7 +8,9 @@ from slimkit.pruning.demo import demo_rows
 def test_demo_rows_lenet5():
     torch.manual_seed(0)
     model = zoo.create("lenet5")
-    data = DataLoader(TensorDataset(torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))), batch_size=16)
+    data = DataLoader(
+        TensorDataset(torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))), batch_size=16
+    )
     rows = demo_rows(model, data, data, (1, 28, 28))
     (n1, m1), (n2, m2) = rows
     assert "magnitude" in n1 and "L1" in n2

@@ -52,8 +52,15 @@ def test_nm_2_4_pattern_on_linear_and_conv():
 
 
 def test_global_threshold_spans_layers():
-    masks = global_element_masks({"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([3.0, 0.5, 4.0, 5.0])}, 0.5)
-    assert masks["a"].tolist() == [False, False] and masks["b"].tolist() == [True, False, True, True]
+    masks = global_element_masks(
+        {"a": torch.tensor([1.0, 2.0]), "b": torch.tensor([3.0, 0.5, 4.0, 5.0])}, 0.5
+    )
+    assert masks["a"].tolist() == [False, False] and masks["b"].tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]
 
 
 def test_bad_sparsity_and_granularity():

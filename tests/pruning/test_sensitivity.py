@@ -28,8 +28,9 @@ def test_sensitivity_shape_plot_and_table(tmp_path):
 
 
 def test_layer_ratios_meet_global_target():
-    sens = Sensitivity(0.9, (0.25, 0.5, 0.75), {"a": (0.9, 0.9, 0.8), "b": (0.9, 0.7, 0.5)},
-                       {"a": 300, "b": 100})
+    sens = Sensitivity(
+        0.9, (0.25, 0.5, 0.75), {"a": (0.9, 0.9, 0.8), "b": (0.9, 0.7, 0.5)}, {"a": 300, "b": 100}
+    )
     assert sens.tolerated(0.05) == {"a": 0.5, "b": 0.25}
     r = sens.layer_ratios(target=0.5, max_drop=0.05)
     assert (300 * r["a"] + 100 * r["b"]) / 400 == pytest.approx(0.5, abs=1e-6)

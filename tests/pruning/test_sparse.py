@@ -38,8 +38,12 @@ def test_storage_bytes_hand_checked():
 
 
 def test_to_sparse_respects_min_sparsity_and_grouped_convs():
-    model = nn.Sequential(_prune(nn.Conv2d(4, 4, 3, padding=1)), nn.Conv2d(4, 4, 3, groups=4),
-                          nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model = nn.Sequential(
+        _prune(nn.Conv2d(4, 4, 3, padding=1)),
+        nn.Conv2d(4, 4, 3, groups=4),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 3),
+    )
     sp = to_sparse(model, min_sparsity=0.5)
     assert isinstance(sp[0], SparseConv2d) and isinstance(sp[1], nn.Conv2d)
     assert isinstance(sp[3], nn.Linear)  # dense layer left alone
@@ -49,7 +53,9 @@ def test_to_sparse_respects_min_sparsity_and_grouped_convs():
 
 
 def test_safetensors_round_trip(tmp_path):
-    model = nn.Sequential(_prune(nn.Conv2d(2, 3, 3)), nn.ReLU(), nn.Flatten(), _prune(nn.Linear(3 * 4 * 4, 64), 0.1))
+    model = nn.Sequential(
+        _prune(nn.Conv2d(2, 3, 3)), nn.ReLU(), nn.Flatten(), _prune(nn.Linear(3 * 4 * 4, 64), 0.1)
+    )
     sp = to_sparse(model, 0.5)
     path = tmp_path / "m.safetensors"
     size = save_sparse(sp, path)

@@ -39,8 +39,14 @@ def test_l1_filter_uniform_ratio_equals_masked_top_l1():
         if g.prunable:
             l1 = torch.cat(g.out_weights(), 1).abs().sum(1)
             keep[g.id] = torch.sort(torch.argsort(l1, descending=True)[: g.size // 2]).values
-    torch.testing.assert_close(small(X), apply_channel_mask(model, graph, keep)(X), atol=1e-5, rtol=1e-4)
-    assert [small.conv1.out_channels, small.conv2.out_channels, small.conv4.out_channels] == [4, 3, 6]
+    torch.testing.assert_close(
+        small(X), apply_channel_mask(model, graph, keep)(X), atol=1e-5, rtol=1e-4
+    )
+    assert [small.conv1.out_channels, small.conv2.out_channels, small.conv4.out_channels] == [
+        4,
+        3,
+        6,
+    ]
     assert _n_params(small) < _n_params(model)
 
 
@@ -61,7 +67,9 @@ def test_slimming_regularizer_gradient_is_lambda_sign_gamma():
     reg.backward()
     for bn in (model.bn1, model.bn2, model.bn3, model.bn4):
         torch.testing.assert_close(bn.weight.grad, lam * torch.sign(bn.weight.detach()))
-    expected = lam * sum(bn.weight.abs().sum() for bn in (model.bn1, model.bn2, model.bn3, model.bn4))
+    expected = lam * sum(
+        bn.weight.abs().sum() for bn in (model.bn1, model.bn2, model.bn3, model.bn4)
+    )
     torch.testing.assert_close(reg, expected)
 
 
@@ -78,7 +86,9 @@ def test_slimming_global_threshold_and_shrink_equals_masked():
     assert small.conv1.out_channels == 8
     graph = DependencyGraph.build(model, X)
     keep = {"conv2": torch.arange(2, 6), "conv4": torch.arange(3, 12)}
-    torch.testing.assert_close(small(X), apply_channel_mask(model, graph, keep)(X), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        small(X), apply_channel_mask(model, graph, keep)(X), atol=1e-5, rtol=1e-4
+    )
 
 
 def test_group_lasso_values_by_hand():
@@ -88,7 +98,10 @@ def test_group_lasso_values_by_hand():
     assert group_lasso(w, "shape").item() == pytest.approx(7.0)
     hook = GroupLassoHook(filters=0.1, channels=0.0, shapes=0.0)
     model = tiny()
-    ref = 0.1 * sum(group_lasso(c.weight, "filter") for c in (model.conv1, model.conv2, model.conv3, model.conv4))
+    ref = 0.1 * sum(
+        group_lasso(c.weight, "filter")
+        for c in (model.conv1, model.conv2, model.conv3, model.conv4)
+    )
     torch.testing.assert_close(hook.regularizer(model), ref)
 
 
@@ -118,6 +131,8 @@ def test_sfp_zeroed_filters_receive_gradient_and_recover():
     assert sum(int(model.conv2.weight[i].abs().sum() == 0) for i in range(6)) == 3
     small = hook.finalize()
     assert small.conv2.out_channels == 3
-    graph = DependencyGraph.build(model, X)  # removal also drops the BN shift of the zeroed channels
+    graph = DependencyGraph.build(
+        model, X
+    )  # removal also drops the BN shift of the zeroed channels
     masked = apply_channel_mask(model.eval(), graph, hook.keep)
     torch.testing.assert_close(small.eval()(X), masked(X), atol=1e-5, rtol=1e-4)

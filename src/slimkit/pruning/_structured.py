@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,11 +12,15 @@ from slimkit.errors import UserError
 from slimkit.pruning.masks import check_sparsity
 
 
-def build_graph(model: nn.Module, example_inputs: Any, ignore: Iterable[str] = (), round_to: int = 1):
+def build_graph(
+    model: nn.Module, example_inputs: Any, ignore: Iterable[str] = (), round_to: int = 1
+):
     from slimkit.graph import DependencyGraph
 
     if example_inputs is None:
-        raise UserError("structured pruning needs example_inputs (a batch shaped like the model's input)")
+        raise UserError(
+            "structured pruning needs example_inputs (a batch shaped like the model's input)"
+        )
     return DependencyGraph.build(model, example_inputs, ignore=tuple(ignore), round_to=round_to)
 
 
@@ -25,7 +30,7 @@ def prunable(graph) -> list:
 
 def n_keep(size: int, ratio: float) -> int:
     """Channels kept when a `ratio` fraction of `size` is removed (at least one)."""
-    return max(1, size - int(round(ratio * size)))
+    return max(1, size - round(ratio * size))
 
 
 def _top(scores: Tensor, k: int) -> Tensor:
@@ -33,7 +38,9 @@ def _top(scores: Tensor, k: int) -> Tensor:
     return torch.sort(order[:k]).values.long()
 
 
-def keep_local(graph, score: Callable[[Any], Tensor], ratio: float | Mapping[str, float]) -> dict[str, Tensor]:
+def keep_local(
+    graph, score: Callable[[Any], Tensor], ratio: float | Mapping[str, float]
+) -> dict[str, Tensor]:
     """Each prunable group loses its own `ratio` (or `ratio[group.id]`) of channels."""
     keep: dict[str, Tensor] = {}
     for g in prunable(graph):
@@ -45,8 +52,13 @@ def keep_local(graph, score: Callable[[Any], Tensor], ratio: float | Mapping[str
     return _round(graph, keep)
 
 
-def keep_global(graph, score: Callable[[Any], Tensor], ratio: float,
-                max_group_ratio: float = 0.9, groups: list | None = None) -> dict[str, Tensor]:
+def keep_global(
+    graph,
+    score: Callable[[Any], Tensor],
+    ratio: float,
+    max_group_ratio: float = 0.9,
+    groups: list | None = None,
+) -> dict[str, Tensor]:
     """One threshold over all (given) groups' scores (network slimming): a `ratio` of their
     channels together is removed; no group loses more than `max_group_ratio` of its own."""
     check_sparsity(ratio)
@@ -55,7 +67,7 @@ def keep_global(graph, score: Callable[[Any], Tensor], ratio: float,
         return {}
     scores = {g.id: score(g).float() for g in groups}
     flat = torch.cat(list(scores.values()))
-    k = int(round(ratio * flat.numel()))
+    k = round(ratio * flat.numel())
     if k == 0:
         return {}
     removed = torch.zeros(flat.numel(), dtype=torch.bool)
@@ -63,7 +75,7 @@ def keep_global(graph, score: Callable[[Any], Tensor], ratio: float,
     keep, start = {}, 0
     for g in groups:
         s = scores[g.id]
-        lost = int(removed[start:start + g.size].sum())
+        lost = int(removed[start : start + g.size].sum())
         start += g.size
         kept = max(g.size - lost, g.size - int(max_group_ratio * g.size), 1)
         if kept < g.size:

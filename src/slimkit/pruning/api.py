@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,24 +37,26 @@ class PruneConfig:
     method: str = "l1_filter"
     ratio: float = 0.5
     target: str = "sparsity"
-    granularity: str = "element"       # unstructured methods (magnitude, han, agp)
-    importance: str = ""               # "" = the method's own criterion
-    scope: str = "layer"               # "layer" | "global" (unstructured threshold)
-    ignore: tuple[str, ...] = ()       # fqn globs of layers left whole (e.g. the classifier)
+    granularity: str = "element"  # unstructured methods (magnitude, han, agp)
+    importance: str = ""  # "" = the method's own criterion
+    scope: str = "layer"  # "layer" | "global" (unstructured threshold)
+    ignore: tuple[str, ...] = ()  # fqn globs of layers left whole (e.g. the classifier)
     round_to: int = 1
-    n: int = 2                         # N:M granularity
+    n: int = 2  # N:M granularity
     m: int = 4
-    steps: int = 1                     # prune/retrain rounds (han, iterative l1_filter)
-    train_epochs: int = 1              # training inside the method (han, agp, slimming, ssl, sfp)
-    finetune_epochs: int = 0           # fine-tuning after pruning
+    steps: int = 1  # prune/retrain rounds (han, iterative l1_filter)
+    train_epochs: int = 1  # training inside the method (han, agp, slimming, ssl, sfp)
+    finetune_epochs: int = 0  # fine-tuning after pruning
     lr: float = 0.01
-    penalty: float = 1e-4              # slimming's L1 / SSL's group-lasso strength
-    calib_batches: int = 4             # batches for channel_lasso / taylor
+    penalty: float = 1e-4  # slimming's L1 / SSL's group-lasso strength
+    calib_batches: int = 4  # batches for channel_lasso / taylor
     fit_kwargs: dict = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise UserError(f"unknown pruning method {self.method!r}; known: {', '.join(METHODS.names())}")
+            raise UserError(
+                f"unknown pruning method {self.method!r}; known: {', '.join(METHODS.names())}"
+            )
         if self.target not in TARGETS:
             raise UserError(f"unknown target {self.target!r}; known: {', '.join(TARGETS)}")
         r = self.ratio
@@ -62,9 +65,13 @@ class PruneConfig:
         if self.target == "sparsity" and not 0.0 <= r < 1.0:
             raise UserError(f"ratio (the sparsity to reach) must be in [0, 1), got {r!r}")
         if self.target != "sparsity" and not 0.0 < r <= 1.0:
-            raise UserError(f"ratio (the fraction of {self.target} to keep) must be in (0, 1], got {r!r}")
+            raise UserError(
+                f"ratio (the fraction of {self.target} to keep) must be in (0, 1], got {r!r}"
+            )
         if self.granularity not in MASKS:
-            raise UserError(f"unknown granularity {self.granularity!r}; known: {', '.join(MASKS.names())}")
+            raise UserError(
+                f"unknown granularity {self.granularity!r}; known: {', '.join(MASKS.names())}"
+            )
         known = sorted(set(importance_names()) | set(ELEMENT_IMPORTANCE.names()))
         if self.importance and self.importance not in known:
             raise UserError(f"unknown importance {self.importance!r}; known: {', '.join(known)}")
@@ -79,7 +86,9 @@ class PruneConfig:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.lr > 0 or not self.penalty >= 0:
-            raise UserError(f"need lr > 0 and penalty >= 0, got lr={self.lr!r}, penalty={self.penalty!r}")
+            raise UserError(
+                f"need lr > 0 and penalty >= 0, got lr={self.lr!r}, penalty={self.penalty!r}"
+            )
 
 
 @dataclass
@@ -112,11 +121,20 @@ def _fit_kwargs(cfg: PruneConfig) -> dict:
 
 # ---- unstructured ---------------------------------------------------------------------------
 
+
 def _magnitude(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.magnitude import magnitude_prune
 
-    return magnitude_prune(model, ratio, cfg.granularity, cfg.scope, cfg.importance or "magnitude",
-                           ignore=cfg.ignore, n=cfg.n, m=cfg.m)
+    return magnitude_prune(
+        model,
+        ratio,
+        cfg.granularity,
+        cfg.scope,
+        cfg.importance or "magnitude",
+        ignore=cfg.ignore,
+        n=cfg.n,
+        m=cfg.m,
+    )
 
 
 def _han(model, cfg, ratio, ctx):
@@ -124,9 +142,16 @@ def _han(model, cfg, ratio, ctx):
 
     # geometric steps towards the target: density (1 - s) shrinks by the same factor each round
     steps = [1 - (1 - ratio) ** ((i + 1) / cfg.steps) for i in range(cfg.steps)]
-    return iterative_magnitude_prune(model, ctx.need_data("han"), steps, epochs_per_step=cfg.train_epochs,
-                                     scope=cfg.scope, granularity=cfg.granularity, ignore=cfg.ignore,
-                                     **_fit_kwargs(cfg))
+    return iterative_magnitude_prune(
+        model,
+        ctx.need_data("han"),
+        steps,
+        epochs_per_step=cfg.train_epochs,
+        scope=cfg.scope,
+        granularity=cfg.granularity,
+        ignore=cfg.ignore,
+        **_fit_kwargs(cfg),
+    )
 
 
 def _agp(model, cfg, ratio, ctx):
@@ -135,13 +160,26 @@ def _agp(model, cfg, ratio, ctx):
 
     loader = ctx.need_data("agp")
     out = copy.deepcopy(model)
-    pruner = Pruner(0.0, cfg.granularity, cfg.importance or "magnitude", cfg.scope, cfg.n, cfg.m,
-                    ignore=cfg.ignore)
+    pruner = Pruner(
+        0.0,
+        cfg.granularity,
+        cfg.importance or "magnitude",
+        cfg.scope,
+        cfg.n,
+        cfg.m,
+        ignore=cfg.ignore,
+    )
     pruner.prepare(out)
     total = max(1, cfg.train_epochs * len(loader))
     events = max(1, min(10, total // 2))
     sched = AGPSchedule(0.0, ratio, 0, events, max(1, int(0.75 * total) // events))
-    fit(out, loader, epochs=max(1, cfg.train_epochs), hooks=[AGPHook(pruner, sched)], **_fit_kwargs(cfg))
+    fit(
+        out,
+        loader,
+        epochs=max(1, cfg.train_epochs),
+        hooks=[AGPHook(pruner, sched)],
+        **_fit_kwargs(cfg),
+    )
     pruner.step(ratio)  # the final sparsity, even if the run was shorter than the schedule
     return pruner.squash_mask()
 
@@ -153,23 +191,34 @@ METHODS.register("agp")(Method(_agp, structured=False, proxy=_magnitude))
 
 # ---- structured -----------------------------------------------------------------------------
 
+
 def _l1_filter(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.l1_filter import l1_filter_prune
 
     batches = ctx.batches(cfg.calib_batches) if (cfg.importance == "taylor") else None
     loader = ctx.data if cfg.steps > 1 else None
-    return l1_filter_prune(model, ctx.example_inputs, ratio, importance=cfg.importance or "l1",
-                           ignore=cfg.ignore, round_to=cfg.round_to, steps=cfg.steps, train_loader=loader,
-                           epochs_per_step=cfg.train_epochs if loader is not None else 0, batches=batches,
-                           **_fit_kwargs(cfg))
+    return l1_filter_prune(
+        model,
+        ctx.example_inputs,
+        ratio,
+        importance=cfg.importance or "l1",
+        ignore=cfg.ignore,
+        round_to=cfg.round_to,
+        steps=cfg.steps,
+        train_loader=loader,
+        epochs_per_step=cfg.train_epochs if loader is not None else 0,
+        batches=batches,
+        **_fit_kwargs(cfg),
+    )
 
 
 def _l1_oneshot(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.l1_filter import l1_filter_prune
 
     imp = cfg.importance if cfg.importance and cfg.importance != "taylor" else "l1"
-    return l1_filter_prune(model, ctx.example_inputs, ratio, importance=imp, ignore=cfg.ignore,
-                           round_to=cfg.round_to)
+    return l1_filter_prune(
+        model, ctx.example_inputs, ratio, importance=imp, ignore=cfg.ignore, round_to=cfg.round_to
+    )
 
 
 def _train_with(model, cfg, ctx, hook, name):
@@ -184,14 +233,22 @@ def _train_with(model, cfg, ctx, hook, name):
 def _slimming(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.slimming import SlimmingHook, slimming_prune
 
-    trained = _train_with(model, cfg, ctx, SlimmingHook(cfg.penalty), "slimming") if ctx.data is not None else model
-    return slimming_prune(trained, ctx.example_inputs, ratio, ignore=cfg.ignore, round_to=cfg.round_to)
+    trained = (
+        _train_with(model, cfg, ctx, SlimmingHook(cfg.penalty), "slimming")
+        if ctx.data is not None
+        else model
+    )
+    return slimming_prune(
+        trained, ctx.example_inputs, ratio, ignore=cfg.ignore, round_to=cfg.round_to
+    )
 
 
 def _slimming_proxy(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.slimming import slimming_prune
 
-    return slimming_prune(model, ctx.example_inputs, ratio, ignore=cfg.ignore, round_to=cfg.round_to)
+    return slimming_prune(
+        model, ctx.example_inputs, ratio, ignore=cfg.ignore, round_to=cfg.round_to
+    )
 
 
 def _ssl(model, cfg, ratio, ctx):
@@ -203,8 +260,14 @@ def _ssl(model, cfg, ratio, ctx):
     # groups the lasso drove to zero go first; the ratio is then met by the L2 criterion
     small = ssl_prune(trained, ctx.example_inputs, ignore=cfg.ignore, round_to=cfg.round_to)
     if small is trained or _channels(small) > (1 - ratio) * _channels(model):
-        return l1_filter_prune(trained, ctx.example_inputs, ratio, importance="l2", ignore=cfg.ignore,
-                               round_to=cfg.round_to)
+        return l1_filter_prune(
+            trained,
+            ctx.example_inputs,
+            ratio,
+            importance="l2",
+            ignore=cfg.ignore,
+            round_to=cfg.round_to,
+        )
     return small
 
 
@@ -215,16 +278,30 @@ def _channels(model: nn.Module) -> int:
 def _sfp(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.sfp import sfp_prune
 
-    return sfp_prune(model, ctx.example_inputs, ctx.need_data("sfp"), ratio, cfg.train_epochs,
-                     importance=cfg.importance or "l2", ignore=cfg.ignore, round_to=cfg.round_to,
-                     **_fit_kwargs(cfg))
+    return sfp_prune(
+        model,
+        ctx.example_inputs,
+        ctx.need_data("sfp"),
+        ratio,
+        cfg.train_epochs,
+        importance=cfg.importance or "l2",
+        ignore=cfg.ignore,
+        round_to=cfg.round_to,
+        **_fit_kwargs(cfg),
+    )
 
 
 def _channel_lasso(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.channel_lasso import channel_lasso_prune
 
-    return channel_lasso_prune(model, ctx.example_inputs, ctx.batches(cfg.calib_batches), ratio,
-                               ignore=cfg.ignore, round_to=cfg.round_to)
+    return channel_lasso_prune(
+        model,
+        ctx.example_inputs,
+        ctx.batches(cfg.calib_batches),
+        ratio,
+        ignore=cfg.ignore,
+        round_to=cfg.round_to,
+    )
 
 
 def _channel_lasso_proxy(model, cfg, ratio, ctx):
@@ -242,10 +319,13 @@ METHODS.register("l1_filter")(Method(_l1_filter, structured=True, proxy=_l1_ones
 METHODS.register("slimming")(Method(_slimming, structured=True, proxy=_slimming_proxy))
 METHODS.register("ssl")(Method(_ssl, structured=True, proxy=_l1_oneshot))
 METHODS.register("sfp")(Method(_sfp, structured=True, proxy=_l1_oneshot))
-METHODS.register("channel_lasso")(Method(_channel_lasso, structured=True, proxy=_channel_lasso_proxy))
+METHODS.register("channel_lasso")(
+    Method(_channel_lasso, structured=True, proxy=_channel_lasso_proxy)
+)
 
 
 # ---- targets --------------------------------------------------------------------------------
+
 
 def _input_shape(example_inputs: Any) -> tuple[int, ...]:
     x = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
@@ -265,20 +345,33 @@ def measure(model: nn.Module, kind: str, input_shape: tuple[int, ...], structure
             return float(metrics.count_params(model))
         return float(sum(int((p != 0).sum()) for p in model.parameters()))
     if kind == "latency":
-        return float(metrics.measure_latency(model, input_shape, batch_size=1, warmup=3, repeats=15).median_ms)
+        return float(
+            metrics.measure_latency(
+                model, input_shape, batch_size=1, warmup=3, repeats=15
+            ).median_ms
+        )
     raise UserError(f"unknown target {kind!r}; known: {', '.join(TARGETS)}")
 
 
-def search_ratio(model: nn.Module, keep_fraction: float, kind: str,
-                 prune_at: Callable[[float], nn.Module], input_shape: tuple[int, ...],
-                 structured: bool, iters: int = 12, max_ratio: float = 0.98) -> float:
+def search_ratio(
+    model: nn.Module,
+    keep_fraction: float,
+    kind: str,
+    prune_at: Callable[[float], nn.Module],
+    input_shape: tuple[int, ...],
+    structured: bool,
+    iters: int = 12,
+    max_ratio: float = 0.98,
+) -> float:
     """Smallest uniform ratio whose pruned model keeps at most `keep_fraction` of `kind`
     (bisection; the quantity falls as the ratio rises)."""
     base = measure(model, kind, input_shape, structured)
     lo, hi = 0.0, max_ratio
     if measure(prune_at(hi), kind, input_shape, structured) > keep_fraction * base:
-        raise UserError(f"cannot reach {keep_fraction:.3g} of the {kind} even at ratio {hi}; "
-                        "un-ignore some layers or choose a looser target")
+        raise UserError(
+            f"cannot reach {keep_fraction:.3g} of the {kind} even at ratio {hi}; "
+            "un-ignore some layers or choose a looser target"
+        )
     for _ in range(iters):
         mid = (lo + hi) / 2
         if measure(prune_at(mid), kind, input_shape, structured) <= keep_fraction * base:
@@ -298,8 +391,9 @@ class _KeepZeros(MaskHook):
         super().__init__(pruner)
 
 
-def prune(model: nn.Module, config: PruneConfig, example_inputs: Any = None,
-          data: Iterable | None = None) -> nn.Module:
+def prune(
+    model: nn.Module, config: PruneConfig, example_inputs: Any = None, data: Iterable | None = None
+) -> nn.Module:
     """A new pruned `model` per `config` (the input is untouched).
 
     `example_inputs`: a batch shaped like the input (needed by structured methods and by
@@ -315,8 +409,14 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs: Any = None,
         if example_inputs is None:
             raise UserError(f"target {config.target!r} needs example_inputs")
         proxy = method.proxy or method.apply
-        ratio = search_ratio(model, config.ratio, config.target, lambda r: proxy(model, config, r, ctx),
-                             _input_shape(example_inputs), method.structured)
+        ratio = search_ratio(
+            model,
+            config.ratio,
+            config.target,
+            lambda r: proxy(model, config, r, ctx),
+            _input_shape(example_inputs),
+            method.structured,
+        )
     if method.structured and example_inputs is None:
         raise UserError(f"method {config.method!r} is structured and needs example_inputs")
     out = method.apply(model, config, ratio, ctx)
@@ -325,5 +425,11 @@ def prune(model: nn.Module, config: PruneConfig, example_inputs: Any = None,
         from slimkit.train import fit
 
         hooks = [] if method.structured else [_KeepZeros(out)]
-        fit(out, ctx.need_data(config.method), epochs=config.finetune_epochs, hooks=hooks, **_fit_kwargs(config))
+        fit(
+            out,
+            ctx.need_data(config.method),
+            epochs=config.finetune_epochs,
+            hooks=hooks,
+            **_fit_kwargs(config),
+        )
     return out

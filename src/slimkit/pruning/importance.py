@@ -28,7 +28,7 @@ Pruning", ICLR 2019).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -93,6 +93,7 @@ def random(group) -> Tensor:
 
 # ---- element-wise criteria (unstructured pruning) ---------------------------------------
 
+
 @ELEMENT_IMPORTANCE.register("magnitude")
 def magnitude(weight: Tensor) -> Tensor:
     """|w| (Han et al., "Learning both Weights and Connections", NeurIPS 2015)."""
@@ -113,6 +114,7 @@ def element_taylor(weight: Tensor) -> Tensor:
 
 
 # ---- data-driven criteria -----------------------------------------------------------------
+
 
 @DATA_IMPORTANCE.register("taylor")
 def taylor(model: nn.Module, batches: Iterable, loss_fn: Callable | None = None) -> GroupScore:
@@ -170,7 +172,7 @@ def taylor(model: nn.Module, batches: Iterable, loss_fn: Callable | None = None)
             s = scores[mem.module_name]
             off = int(getattr(mem, "offset", 0) or 0)
             n = min(s.numel(), group.size - off)
-            total[off:off + n] += s[:n]
+            total[off : off + n] += s[:n]
             found = True
         if not found:
             raise UserError(f"no Taylor scores were collected for group {group.id!r}")
@@ -179,8 +181,12 @@ def taylor(model: nn.Module, batches: Iterable, loss_fn: Callable | None = None)
     return criterion
 
 
-def get_importance(name: str, model: nn.Module | None = None, batches: Iterable | None = None,
-                   loss_fn: Callable | None = None) -> GroupScore:
+def get_importance(
+    name: str,
+    model: nn.Module | None = None,
+    batches: Iterable | None = None,
+    loss_fn: Callable | None = None,
+) -> GroupScore:
     """The criterion `group -> scores` called `name`; data-driven ones need model and batches."""
     if name in IMPORTANCE:
         return IMPORTANCE.get(name)

@@ -22,7 +22,7 @@ CNNs", 2017), for a conv weight (O, I, kH, kW) or a linear weight (O, I):
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +44,7 @@ def check_sparsity(sparsity: float, what: str = "sparsity") -> float:
 def _keep_top(group_scores: Tensor, sparsity: float) -> Tensor:
     """Boolean mask over a 1-D score vector keeping the highest (1 - sparsity) fraction."""
     n = group_scores.numel()
-    n_prune = int(round(check_sparsity(sparsity) * n))
+    n_prune = round(check_sparsity(sparsity) * n)
     keep = torch.ones(n, dtype=torch.bool)
     if n_prune:
         order = torch.argsort(group_scores.flatten(), stable=True)  # ascending; ties: first
@@ -60,9 +60,17 @@ def element_mask(scores: Tensor, sparsity: float) -> Tensor:
 @MASKS.register("vector")
 def vector_mask(scores: Tensor, sparsity: float) -> Tensor:
     if scores.dim() != 4:
-        raise UserError(f"granularity 'vector' (kernel rows) needs a 4-D conv weight, got {tuple(scores.shape)}")
+        raise UserError(
+            f"granularity 'vector' (kernel rows) needs a 4-D conv weight, got {tuple(scores.shape)}"
+        )
     rows = scores.sum(3)  # (O, I, kH)
-    return _keep_top(rows.flatten(), sparsity).reshape(rows.shape).unsqueeze(3).expand_as(scores).clone()
+    return (
+        _keep_top(rows.flatten(), sparsity)
+        .reshape(rows.shape)
+        .unsqueeze(3)
+        .expand_as(scores)
+        .clone()
+    )
 
 
 @MASKS.register("kernel")
@@ -98,7 +106,9 @@ def nm_mask(scores: Tensor, sparsity: float | None = None, n: int = 2, m: int = 
         raise UserError(f"N:M needs 0 < n <= m, got n={n}, m={m}")
     s = scores.permute(0, *range(2, scores.dim()), 1) if scores.dim() > 2 else scores  # (..., I)
     if s.shape[-1] % m:
-        raise UserError(f"N:M with m={m} needs the input size to be a multiple of {m}, got {s.shape[-1]}")
+        raise UserError(
+            f"N:M with m={m} needs the input size to be a multiple of {m}, got {s.shape[-1]}"
+        )
     blocks = s.reshape(-1, m)  # (blocks, m)
     idx = torch.topk(blocks, n, dim=1).indices
     keep = torch.zeros_like(blocks, dtype=torch.bool).scatter_(1, idx, True).reshape(s.shape)
@@ -110,8 +120,9 @@ def nm_mask(scores: Tensor, sparsity: float | None = None, n: int = 2, m: int = 
 GRANULARITIES = tuple(MASKS.names())
 
 
-def compute_mask(scores: Tensor, sparsity: float, granularity: str = "element",
-                 n: int = 2, m: int = 4) -> Tensor:
+def compute_mask(
+    scores: Tensor, sparsity: float, granularity: str = "element", n: int = 2, m: int = 4
+) -> Tensor:
     """Mask (bool, the scores' shape) at `granularity` removing a `sparsity` fraction of groups."""
     fn = _granularity(granularity)
     if granularity == "nm":
@@ -131,19 +142,23 @@ def global_element_masks(scores: dict[str, Tensor], sparsity: float) -> dict[str
     keep = _keep_top(flat, sparsity)
     out, i = {}, 0
     for k, s in scores.items():
-        out[k] = keep[i:i + s.numel()].reshape(s.shape)
+        out[k] = keep[i : i + s.numel()].reshape(s.shape)
         i += s.numel()
     return out
 
 
 def default_targets(model: nn.Module, types: tuple = (nn.Conv2d, nn.Linear)) -> list[str]:
     """Names of the conv and linear layers of `model` (depthwise convs left out)."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, types) and not (isinstance(m, nn.Conv2d) and m.groups > 1)]
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, types) and not (isinstance(m, nn.Conv2d) and m.groups > 1)
+    ]
 
 
-def select_targets(model: nn.Module, include: Iterable[str] | None = None,
-                   ignore: Iterable[str] = ()) -> list[str]:
+def select_targets(
+    model: nn.Module, include: Iterable[str] | None = None, ignore: Iterable[str] = ()
+) -> list[str]:
     """Layer names to prune: `include` globs (default: all conv/linear) minus `ignore` globs.
 
     A glob that matches no layer raises, so typos are caught.
@@ -153,11 +168,15 @@ def select_targets(model: nn.Module, include: Iterable[str] | None = None,
         include = list(include)
         for pat in include:
             if not any(fnmatch.fnmatch(n, pat) for n in names):
-                raise UserError(f"layer pattern {pat!r} matches no conv/linear layer; layers: {', '.join(names)}")
+                raise UserError(
+                    f"layer pattern {pat!r} matches no conv/linear layer; layers: {', '.join(names)}"
+                )
         names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in include)]
     for pat in ignore:
         if not any(fnmatch.fnmatch(n, pat) for n in default_targets(model)):
-            raise UserError(f"ignore pattern {pat!r} matches no conv/linear layer; layers: {', '.join(default_targets(model))}")
+            raise UserError(
+                f"ignore pattern {pat!r} matches no conv/linear layer; layers: {', '.join(default_targets(model))}"
+            )
         names = [n for n in names if not fnmatch.fnmatch(n, pat)]
     return names
 
@@ -175,23 +194,37 @@ class Pruner:
     `scope="global"` applies one threshold to all layers (element granularity).
     """
 
-    def __init__(self, sparsity: float = 0.5, granularity: str = "element",
-                 importance: str = "magnitude", scope: str = "layer", n: int = 2, m: int = 4,
-                 include: Iterable[str] | None = None, ignore: Iterable[str] = (),
-                 layer_sparsity: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        sparsity: float = 0.5,
+        granularity: str = "element",
+        importance: str = "magnitude",
+        scope: str = "layer",
+        n: int = 2,
+        m: int = 4,
+        include: Iterable[str] | None = None,
+        ignore: Iterable[str] = (),
+        layer_sparsity: dict[str, float] | None = None,
+    ) -> None:
         self.sparsity = self.base_sparsity = check_sparsity(sparsity)
         _granularity(granularity)
         self.granularity = granularity
-        self.importance = ELEMENT_IMPORTANCE.get(importance) if importance in ELEMENT_IMPORTANCE else None
+        self.importance = (
+            ELEMENT_IMPORTANCE.get(importance) if importance in ELEMENT_IMPORTANCE else None
+        )
         if self.importance is None:
-            raise UserError(f"unknown element importance {importance!r}; known: {', '.join(ELEMENT_IMPORTANCE.names())}")
+            raise UserError(
+                f"unknown element importance {importance!r}; known: {', '.join(ELEMENT_IMPORTANCE.names())}"
+            )
         if scope not in ("layer", "global"):
             raise UserError(f"scope must be 'layer' or 'global', got {scope!r}")
         if scope == "global" and granularity != "element":
             raise UserError("scope='global' supports granularity 'element' only")
         self.scope, self.n, self.m = scope, n, m
         self.include, self.ignore = include, tuple(ignore)
-        self.layer_sparsity = {k: check_sparsity(v, f"sparsity of {k}") for k, v in (layer_sparsity or {}).items()}
+        self.layer_sparsity = {
+            k: check_sparsity(v, f"sparsity of {k}") for k, v in (layer_sparsity or {}).items()
+        }
         self.model: nn.Module | None = None
         self.masks: dict[str, Tensor] = {}
 
@@ -202,7 +235,9 @@ class Pruner:
         self.targets = select_targets(model, self.include, self.ignore)
         unknown = set(self.layer_sparsity) - set(self.targets)
         if unknown:
-            raise UserError(f"layer_sparsity names unknown layers {sorted(unknown)}; layers: {', '.join(self.targets)}")
+            raise UserError(
+                f"layer_sparsity names unknown layers {sorted(unknown)}; layers: {', '.join(self.targets)}"
+            )
         self.step(self.sparsity)
         return model
 
@@ -250,12 +285,16 @@ class Pruner:
         model, self.model, self.masks = self.model, None, {}
         return model
 
-    def hook(self) -> "MaskHook":
+    def hook(self) -> MaskHook:
         return MaskHook(self)
 
     def state_dict(self) -> dict:
-        return {"sparsity": self.sparsity, "granularity": self.granularity, "scope": self.scope,
-                "masks": {k: v.clone() for k, v in self.masks.items()}}
+        return {
+            "sparsity": self.sparsity,
+            "granularity": self.granularity,
+            "scope": self.scope,
+            "masks": {k: v.clone() for k, v in self.masks.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.sparsity = check_sparsity(state["sparsity"])

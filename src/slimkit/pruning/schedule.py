@@ -32,7 +32,9 @@ class AGPSchedule:
         check_sparsity(self.initial_sparsity, "initial_sparsity")
         check_sparsity(self.final_sparsity, "final_sparsity")
         if self.final_sparsity < self.initial_sparsity:
-            raise ValueError(f"final_sparsity {self.final_sparsity} is below initial_sparsity {self.initial_sparsity}")
+            raise ValueError(
+                f"final_sparsity {self.final_sparsity} is below initial_sparsity {self.initial_sparsity}"
+            )
         if self.begin_step < 0 or self.num_steps < 1 or self.frequency < 1:
             raise ValueError(
                 f"need begin_step >= 0, num_steps >= 1 and frequency >= 1; got "
@@ -40,8 +42,14 @@ class AGPSchedule:
             )
 
     def __call__(self, step: int) -> float:
-        return agp_sparsity(step, self.initial_sparsity, self.final_sparsity,
-                            self.begin_step, self.num_steps, self.frequency)
+        return agp_sparsity(
+            step,
+            self.initial_sparsity,
+            self.final_sparsity,
+            self.begin_step,
+            self.num_steps,
+            self.frequency,
+        )
 
     @property
     def end_step(self) -> int:

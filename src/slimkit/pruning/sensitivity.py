@@ -13,9 +13,9 @@ ratios are scaled by one factor so that the parameter-weighted sparsity meets th
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -41,9 +41,19 @@ class Sensitivity:
     def to_markdown(self) -> str:
         head = "| layer | params | " + " | ".join(f"s={s:.2f}" for s in self.sparsities) + " |"
         sep = "|---|---:|" + "---:|" * len(self.sparsities)
-        rows = [f"| {n} | {self.layer_params[n]} | " + " | ".join(f"{a:.4f}" for a in accs) + " |"
-                for n, accs in self.accuracy.items()]
-        return "\n".join([f"baseline: {self.baseline:.4f} ({self.granularity} granularity)", "", head, sep, *rows])
+        rows = [
+            f"| {n} | {self.layer_params[n]} | " + " | ".join(f"{a:.4f}" for a in accs) + " |"
+            for n, accs in self.accuracy.items()
+        ]
+        return "\n".join(
+            [
+                f"baseline: {self.baseline:.4f} ({self.granularity} granularity)",
+                "",
+                head,
+                sep,
+                *rows,
+            ]
+        )
 
     def plot(self, path: str | Path) -> Path:
         """Accuracy against sparsity, one line per layer, saved as PNG."""
@@ -90,7 +100,9 @@ class Sensitivity:
         while achieved(hi) < target and hi < 1e6:
             hi *= 2
         if achieved(hi) < target:
-            raise UserError(f"target sparsity {target} is out of reach with each layer capped at {cap}")
+            raise UserError(
+                f"target sparsity {target} is out of reach with each layer capped at {cap}"
+            )
         for _ in range(60):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if achieved(mid) < target else (lo, mid)
@@ -98,10 +110,15 @@ class Sensitivity:
 
 
 @torch.no_grad()
-def sensitivity_analysis(model: nn.Module, score: Callable[[nn.Module], float],
-                         sparsities: Sequence[float] = (0.25, 0.5, 0.75, 0.9),
-                         granularity: str = "element", importance: str = "magnitude",
-                         layers: Iterable[str] | None = None, ignore: Iterable[str] = ()) -> Sensitivity:
+def sensitivity_analysis(
+    model: nn.Module,
+    score: Callable[[nn.Module], float],
+    sparsities: Sequence[float] = (0.25, 0.5, 0.75, 0.9),
+    granularity: str = "element",
+    importance: str = "magnitude",
+    layers: Iterable[str] | None = None,
+    ignore: Iterable[str] = (),
+) -> Sensitivity:
     """Prune each layer alone (magnitude, at `granularity`) at each sparsity and record
     `score(model)` (e.g. validation top-1). `model` is not changed."""
     if not sparsities:

@@ -32,8 +32,13 @@ def _csr(weight2d: Tensor, index_dtype: torch.dtype = torch.int32) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
         csr = weight2d.detach().to_sparse_csr()
-        return torch.sparse_csr_tensor(csr.crow_indices().to(index_dtype), csr.col_indices().to(index_dtype),
-                                       csr.values().clone(), size=csr.shape, check_invariants=False)
+        return torch.sparse_csr_tensor(
+            csr.crow_indices().to(index_dtype),
+            csr.col_indices().to(index_dtype),
+            csr.values().clone(),
+            size=csr.shape,
+            check_invariants=False,
+        )
 
 
 class _SparseBase(nn.Module):
@@ -50,7 +55,9 @@ class _SparseBase(nn.Module):
     def storage_bytes(self) -> int:
         """Bytes of the CSR arrays (values + column indices + row pointers) and the bias."""
         w = self.weight_csr
-        total = sum(t.numel() * t.element_size() for t in (w.values(), w.col_indices(), w.crow_indices()))
+        total = sum(
+            t.numel() * t.element_size() for t in (w.values(), w.col_indices(), w.crow_indices())
+        )
         if self.bias is not None:
             total += self.bias.numel() * self.bias.element_size()
         return total
@@ -61,7 +68,11 @@ class _SparseBase(nn.Module):
 
     def csr_arrays(self) -> dict[str, Tensor]:
         w = self.weight_csr
-        out = {"crow_indices": w.crow_indices(), "col_indices": w.col_indices(), "values": w.values()}
+        out = {
+            "crow_indices": w.crow_indices(),
+            "col_indices": w.col_indices(),
+            "values": w.values(),
+        }
         if self.bias is not None:
             out["bias"] = self.bias.detach()
         return out
@@ -74,10 +85,12 @@ class SparseLinear(_SparseBase):
         super().__init__()
         self.out_features, self.in_features = weight_csr.shape
         self.weight_csr = weight_csr
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.bias = (
+            None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        )
 
     @classmethod
-    def from_dense(cls, layer: nn.Linear) -> "SparseLinear":
+    def from_dense(cls, layer: nn.Linear) -> SparseLinear:
         return cls(_csr(layer.weight), layer.bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -102,33 +115,55 @@ class SparseLinear(_SparseBase):
 class SparseConv2d(_SparseBase):
     """Conv2d (groups=1) as unfold (im2col) + CSR weight (O, I*kH*kW) x columns."""
 
-    def __init__(self, weight_csr: Tensor, bias: Tensor | None, in_channels: int,
-                 kernel_size: tuple[int, int], stride: tuple[int, int] = (1, 1),
-                 padding: tuple[int, int] = (0, 0), dilation: tuple[int, int] = (1, 1)) -> None:
+    def __init__(
+        self,
+        weight_csr: Tensor,
+        bias: Tensor | None,
+        in_channels: int,
+        kernel_size: tuple[int, int],
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+    ) -> None:
         super().__init__()
         self.weight_csr = weight_csr
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.bias = (
+            None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        )
         self.out_channels = weight_csr.shape[0]
         self.in_channels = in_channels
         self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
         self.padding, self.dilation = tuple(padding), tuple(dilation)
 
     @classmethod
-    def from_dense(cls, conv: nn.Conv2d) -> "SparseConv2d":
+    def from_dense(cls, conv: nn.Conv2d) -> SparseConv2d:
         if conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
             raise UserError(f"SparseConv2d supports groups=1 and numeric zero padding, got {conv}")
-        return cls(_csr(conv.weight.flatten(1)), conv.bias, conv.in_channels, conv.kernel_size,
-                   conv.stride, conv.padding, conv.dilation)
+        return cls(
+            _csr(conv.weight.flatten(1)),
+            conv.bias,
+            conv.in_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         kh, kw = self.kernel_size
         oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
         ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # (N, I*kh*kw, L)
+        cols = F.unfold(
+            x, self.kernel_size, self.dilation, self.padding, self.stride
+        )  # (N, I*kh*kw, L)
         cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (I*kh*kw, N*L)
         y = torch.sparse.mm(self.weight_csr, cols)  # (O, N*L)
-        y = y.reshape(self.out_channels, n, oh * ow).transpose(0, 1).reshape(n, self.out_channels, oh, ow)
+        y = (
+            y.reshape(self.out_channels, n, oh * ow)
+            .transpose(0, 1)
+            .reshape(n, self.out_channels, oh, ow)
+        )
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
@@ -138,13 +173,21 @@ class SparseConv2d(_SparseBase):
         return self.nnz() * output[0, 0].numel()
 
     def config(self) -> dict:
-        return {"kind": "conv2d", "shape": list(self.weight_csr.shape), "in_channels": self.in_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding), "dilation": list(self.dilation)}
+        return {
+            "kind": "conv2d",
+            "shape": list(self.weight_csr.shape),
+            "in_channels": self.in_channels,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+        }
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, density={self.density():.3f}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, density={self.density():.3f}"
+        )
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -154,7 +197,11 @@ def _set(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def _convertible(m: nn.Module) -> bool:
     return isinstance(m, nn.Linear) or (
-        isinstance(m, nn.Conv2d) and m.groups == 1 and not isinstance(m.padding, str) and m.padding_mode == "zeros")
+        isinstance(m, nn.Conv2d)
+        and m.groups == 1
+        and not isinstance(m.padding, str)
+        and m.padding_mode == "zeros"
+    )
 
 
 def to_sparse(model: nn.Module, min_sparsity: float = 0.5) -> nn.Module:
@@ -212,22 +259,35 @@ def load_sparse(path: str | Path, model: nn.Module) -> nn.Module:
         meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
             raise UserError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     layers = json.loads(meta["sparse_layers"])
     out = copy.deepcopy(model).eval()
     for name, cfg in layers.items():
-        csr = torch.sparse_csr_tensor(tensors.pop(f"{name}.crow_indices"), tensors.pop(f"{name}.col_indices"),
-                                      tensors.pop(f"{name}.values"), size=tuple(cfg["shape"]),
-                                      check_invariants=True)  # the file may be corrupt
+        csr = torch.sparse_csr_tensor(
+            tensors.pop(f"{name}.crow_indices"),
+            tensors.pop(f"{name}.col_indices"),
+            tensors.pop(f"{name}.values"),
+            size=tuple(cfg["shape"]),
+            check_invariants=True,
+        )  # the file may be corrupt
         bias = tensors.pop(f"{name}.bias", None)
         if cfg["kind"] == "linear":
             new: nn.Module = SparseLinear(csr, bias)
         else:
-            new = SparseConv2d(csr, bias, cfg["in_channels"], tuple(cfg["kernel_size"]), tuple(cfg["stride"]),
-                               tuple(cfg["padding"]), tuple(cfg["dilation"]))
+            new = SparseConv2d(
+                csr,
+                bias,
+                cfg["in_channels"],
+                tuple(cfg["kernel_size"]),
+                tuple(cfg["stride"]),
+                tuple(cfg["padding"]),
+                tuple(cfg["dilation"]),
+            )
         _set(out, name, new)
     missing, unexpected = out.load_state_dict(tensors, strict=False)
     missing = [k for k in missing if k.rpartition(".")[0] not in layers]
     if missing or unexpected:
-        raise UserError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise UserError(
+            f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return out

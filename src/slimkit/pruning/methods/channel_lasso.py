@@ -16,7 +16,8 @@ No fine-tuning is needed; the producer's removed filters go with the graph's `sh
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,9 @@ from slimkit.pruning._structured import build_graph, n_keep, prunable
 from slimkit.pruning.masks import check_sparsity
 
 
-def _patches(x: Tensor, conv: nn.Conv2d, rows: Tensor | None, max_rows: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def _patches(
+    x: Tensor, conv: nn.Conv2d, rows: Tensor | None, max_rows: int, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """im2col rows (S, C, kh*kw) of the conv's input, at sampled output positions."""
     cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (N, C*k, L)
     cols = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # (N*L, C*k)
@@ -37,8 +40,14 @@ def _patches(x: Tensor, conv: nn.Conv2d, rows: Tensor | None, max_rows: int, gen
     return cols[rows].reshape(len(rows), -1, k), rows
 
 
-def lasso_gram(gram: Tensor, zty: Tensor, lam: float, beta: Tensor | None = None,
-               iters: int = 500, tol: float = 1e-7) -> Tensor:
+def lasso_gram(
+    gram: Tensor,
+    zty: Tensor,
+    lam: float,
+    beta: Tensor | None = None,
+    iters: int = 500,
+    tol: float = 1e-7,
+) -> Tensor:
     """min_b 1/2 ||y - Z b||^2 + lam ||b||_1 on the Gram form (gram = Z^T Z, zty = Z^T y) by
     FISTA (Beck & Teboulle 2009): b <- soft(v - (G v - Z^T y) / L, lam / L), with momentum.
     Soft-thresholding gives exact zeros, which is what channel selection counts."""
@@ -57,14 +66,15 @@ def lasso_gram(gram: Tensor, zty: Tensor, lam: float, beta: Tensor | None = None
     return b
 
 
-def lasso_select(patches: Tensor, weight: Tensor, target: Tensor, n_keep: int,
-                 max_iter: int = 40) -> Tensor:
+def lasso_select(
+    patches: Tensor, weight: Tensor, target: Tensor, n_keep: int, max_iter: int = 40
+) -> Tensor:
     """Sorted indices of the `n_keep` input channels chosen by LASSO (He'17, eq. 3):
     lam is raised (bisection on log lam) until at most `n_keep` coefficients are non-zero.
 
     patches (S, C, k), weight (O, C, kh, kw), target (S, O).
     """
-    s, c, k = patches.shape
+    _, c, k = patches.shape
     w = weight.reshape(weight.shape[0], c, k)  # (O, C, k)
     z = torch.einsum("sck,ock->cso", patches.double(), w.double()).reshape(c, -1).T  # (S*O, C)
     y = target.double().reshape(-1)
@@ -86,16 +96,24 @@ def lasso_select(patches: Tensor, weight: Tensor, target: Tensor, n_keep: int,
     return torch.sort(order[:n_keep]).values
 
 
-def least_squares_weight(patches: Tensor, keep: Tensor, target: Tensor, out_channels: int,
-                         kernel_size: tuple[int, int]) -> Tensor:
+def least_squares_weight(
+    patches: Tensor, keep: Tensor, target: Tensor, out_channels: int, kernel_size: tuple[int, int]
+) -> Tensor:
     """W' (O, len(keep), kh, kw) minimising ||target - patches[:, keep] W'^T||."""
     a = patches[:, keep].reshape(patches.shape[0], -1).double()  # (S, k*kh*kw)
     sol = torch.linalg.lstsq(a, target.double(), driver="gelsy").solution  # (k*kh*kw, O)
     return sol.T.reshape(out_channels, len(keep), *kernel_size).float()
 
 
-def prune_conv_input(x: Tensor, conv: nn.Conv2d, n_keep_: int, *, max_rows: int = 4000,
-                     seed: int = 0, target: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def prune_conv_input(
+    x: Tensor,
+    conv: nn.Conv2d,
+    n_keep_: int,
+    *,
+    max_rows: int = 4000,
+    seed: int = 0,
+    target: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Channel selection + reconstruction for one conv on its input batch `x` (N, C, H, W).
 
     Returns (kept input-channel indices, new weight). `target` defaults to the conv's own
@@ -112,8 +130,12 @@ def prune_conv_input(x: Tensor, conv: nn.Conv2d, n_keep_: int, *, max_rows: int 
 def _inputs(model: nn.Module, names: list[str], batches: list[Tensor]) -> dict[str, Tensor]:
     """The inputs of the named modules over all batches, from one pass per batch."""
     seen: dict[str, list[Tensor]] = {n: [] for n in names}
-    hooks = [model.get_submodule(n).register_forward_hook(
-        lambda m, i, o, n=n: seen[n].append(i[0].detach())) for n in names]
+    hooks = [
+        model.get_submodule(n).register_forward_hook(
+            lambda m, i, o, n=n: seen[n].append(i[0].detach())
+        )
+        for n in names
+    ]
     try:
         with torch.no_grad():
             for x in batches:
@@ -129,16 +151,29 @@ def _layer_pairs(graph) -> list[tuple[Any, Any]]:
     pairs = []
     for g in prunable(graph):
         ins = [m for m in g.members if m.role == "in"]
-        if len(ins) == 1 and isinstance(ins[0].module, nn.Conv2d) and ins[0].module.groups == 1 \
-                and ins[0].module.in_channels == g.size and int(ins[0].offset) == 0 \
-                and not any(m.role == "depthwise" for m in g.members):
+        if (
+            len(ins) == 1
+            and isinstance(ins[0].module, nn.Conv2d)
+            and ins[0].module.groups == 1
+            and ins[0].module.in_channels == g.size
+            and int(ins[0].offset) == 0
+            and not any(m.role == "depthwise" for m in g.members)
+        ):
             pairs.append((g, ins[0]))
     return pairs
 
 
-def channel_lasso_prune(model: nn.Module, example_inputs: Any, calib: Iterable, ratio: float, *,
-                        ignore: Iterable[str] = (), round_to: int = 1, max_rows: int = 4000,
-                        seed: int = 0) -> nn.Module:
+def channel_lasso_prune(
+    model: nn.Module,
+    example_inputs: Any,
+    calib: Iterable,
+    ratio: float,
+    *,
+    ignore: Iterable[str] = (),
+    round_to: int = 1,
+    max_rows: int = 4000,
+    seed: int = 0,
+) -> nn.Module:
     """A new, smaller model: every single-consumer layer pair loses `ratio` of its channels,
     chosen and compensated layer by layer (inputs from the pruned net, targets from the
     original, as in the paper). Residual-coupled groups are left whole."""
@@ -151,8 +186,12 @@ def channel_lasso_prune(model: nn.Module, example_inputs: Any, calib: Iterable, 
     graph = build_graph(work, example_inputs, ignore, round_to)
     pairs = _layer_pairs(graph)
     if not pairs:
-        raise UserError("no prunable layer pair (a channel group feeding exactly one conv) was found")
-    x_orig_all = _inputs(original, [c.module_name for _, c in pairs], batches)  # targets: original net
+        raise UserError(
+            "no prunable layer pair (a channel group feeding exactly one conv) was found"
+        )
+    x_orig_all = _inputs(
+        original, [c.module_name for _, c in pairs], batches
+    )  # targets: original net
     keeps: dict[str, Tensor] = {}
     for group, consumer in pairs:
         k = n_keep(group.size, ratio)
@@ -168,7 +207,9 @@ def channel_lasso_prune(model: nn.Module, example_inputs: Any, calib: Iterable, 
         p_now, _ = _patches(_inputs(work, [name], batches)[name], conv_now, rows, max_rows, gen)
         target = p_orig.flatten(1) @ conv_orig.weight.detach().flatten(1).T  # (S, O)
         keep = lasso_select(p_now, conv_now.weight.detach(), target, k)
-        new_w = least_squares_weight(p_now, keep, target, conv_now.out_channels, conv_now.kernel_size)
+        new_w = least_squares_weight(
+            p_now, keep, target, conv_now.out_channels, conv_now.kernel_size
+        )
         with torch.no_grad():  # the group's only consumer ignores removed channels: same as removal
             conv_now.weight.zero_()
             conv_now.weight[:, keep] = new_w

@@ -10,7 +10,8 @@ the channels in `steps` rounds with fine-tuning in between.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from torch import nn
 

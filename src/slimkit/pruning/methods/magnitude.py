@@ -11,17 +11,26 @@ the pruned weights held at zero, and repeat with a higher sparsity.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from torch import nn
 
 from slimkit.pruning.masks import Pruner, check_sparsity
 
 
-def magnitude_prune(model: nn.Module, sparsity: float, granularity: str = "element",
-                    scope: str = "layer", importance: str = "magnitude",
-                    include: Iterable[str] | None = None, ignore: Iterable[str] = (),
-                    layer_sparsity: dict[str, float] | None = None, n: int = 2, m: int = 4) -> nn.Module:
+def magnitude_prune(
+    model: nn.Module,
+    sparsity: float,
+    granularity: str = "element",
+    scope: str = "layer",
+    importance: str = "magnitude",
+    include: Iterable[str] | None = None,
+    ignore: Iterable[str] = (),
+    layer_sparsity: dict[str, float] | None = None,
+    n: int = 2,
+    m: int = 4,
+) -> nn.Module:
     """A copy of `model` with the lowest-scoring weights zeroed (one shot, no retraining)."""
     out = copy.deepcopy(model)
     pruner = Pruner(sparsity, granularity, importance, scope, n, m, include, ignore, layer_sparsity)
@@ -61,8 +70,15 @@ def iterative_magnitude_prune(
         prev = s
     out = copy.deepcopy(model)
     base = sparsities[0]
-    pruner = Pruner(base, granularity, "magnitude", scope, include=include, ignore=ignore,
-                    layer_sparsity=layer_sparsity)
+    pruner = Pruner(
+        base,
+        granularity,
+        "magnitude",
+        scope,
+        include=include,
+        ignore=ignore,
+        layer_sparsity=layer_sparsity,
+    )
     pruner.prepare(out)
     fit_kwargs.setdefault("progress", False)
     for s in sparsities:

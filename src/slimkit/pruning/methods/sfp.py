@@ -12,7 +12,8 @@ last epoch the then-zero channels are physically removed.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,8 +27,16 @@ from slimkit.train.hooks import Hook
 class SoftFilterHook(Hook):
     """Re-zeroes the `ratio` lowest-norm channels of every prunable group `on_epoch_end`."""
 
-    def __init__(self, model: nn.Module, example_inputs: Any, ratio: float, *,
-                 importance: str = "l2", ignore: Iterable[str] = (), round_to: int = 1) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Any,
+        ratio: float,
+        *,
+        importance: str = "l2",
+        ignore: Iterable[str] = (),
+        round_to: int = 1,
+    ) -> None:
         self.ratio = check_sparsity(ratio, "ratio")
         self.score = get_importance(importance)
         self.graph = build_graph(model, example_inputs, ignore, round_to)
@@ -60,16 +69,27 @@ class SoftFilterHook(Hook):
         return shrink(self.model, self.graph, keep)
 
 
-def sfp_prune(model: nn.Module, example_inputs: Any, train_loader: Iterable, ratio: float,
-              epochs: int, *, importance: str = "l2", ignore: Iterable[str] = (),
-              round_to: int = 1, **fit_kwargs: Any) -> nn.Module:
+def sfp_prune(
+    model: nn.Module,
+    example_inputs: Any,
+    train_loader: Iterable,
+    ratio: float,
+    epochs: int,
+    *,
+    importance: str = "l2",
+    ignore: Iterable[str] = (),
+    round_to: int = 1,
+    **fit_kwargs: Any,
+) -> nn.Module:
     """Train a copy of `model` `epochs` epochs with soft filter pruning, then shrink it."""
     import copy
 
     from slimkit.train import fit
 
     out = copy.deepcopy(model)
-    hook = SoftFilterHook(out, example_inputs, ratio, importance=importance, ignore=ignore, round_to=round_to)
+    hook = SoftFilterHook(
+        out, example_inputs, ratio, importance=importance, ignore=ignore, round_to=round_to
+    )
     hook.zero_()
     fit_kwargs.setdefault("progress", False)
     if epochs > 0:

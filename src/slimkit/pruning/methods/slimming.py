@@ -12,7 +12,8 @@ threshold (`slimming_prune`) and fine-tune.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -40,9 +41,15 @@ class SlimmingHook(Hook):
         return self.lam * sum(g.abs().sum() for g in gammas)
 
 
-def slimming_prune(model: nn.Module, example_inputs: Any, ratio: float, *,
-                   ignore: Iterable[str] = (), round_to: int = 1,
-                   max_group_ratio: float = 0.9) -> nn.Module:
+def slimming_prune(
+    model: nn.Module,
+    example_inputs: Any,
+    ratio: float,
+    *,
+    ignore: Iterable[str] = (),
+    round_to: int = 1,
+    max_group_ratio: float = 0.9,
+) -> nn.Module:
     """A new, smaller model without the `ratio` fraction of channels (over all prunable
     groups together) whose |gamma| is lowest; groups without BN are left whole."""
     from slimkit.graph import shrink
@@ -50,6 +57,8 @@ def slimming_prune(model: nn.Module, example_inputs: Any, ratio: float, *,
     graph = build_graph(model, example_inputs, ignore, round_to)
     groups = [g for g in prunable(graph) if g.bn_weights()]  # gamma is the only judge
     if not groups:
-        raise UserError("network slimming needs BatchNorm layers after prunable convs; this model has none")
+        raise UserError(
+            "network slimming needs BatchNorm layers after prunable convs; this model has none"
+        )
     keep = keep_global(graph, bn_scale, ratio, max_group_ratio, groups)
     return shrink(model, graph, keep) if keep else copy.deepcopy(model)

@@ -13,7 +13,8 @@ zero filter-shape columns.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -39,8 +40,14 @@ class GroupLassoHook(Hook):
     """Adds `filters * sum ||w[o]|| + channels * sum ||w[:, i]|| + shapes * sum ||w[:, i, h, w]||`
     over the conv layers (all, or those matched by `include` globs minus `ignore`)."""
 
-    def __init__(self, filters: float = 1e-4, channels: float = 0.0, shapes: float = 0.0,
-                 include: Iterable[str] | None = None, ignore: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        filters: float = 1e-4,
+        channels: float = 0.0,
+        shapes: float = 0.0,
+        include: Iterable[str] | None = None,
+        ignore: Iterable[str] = (),
+    ) -> None:
         for name, v in (("filters", filters), ("channels", channels), ("shapes", shapes)):
             if not v >= 0:
                 raise ValueError(f"{name} strength must be >= 0, got {v!r}")
@@ -50,8 +57,11 @@ class GroupLassoHook(Hook):
 
     def regularizer(self, model: nn.Module) -> Tensor | None:
         if self._names is None:
-            self._names = [n for n in select_targets(model, self.include, self.ignore)
-                           if isinstance(model.get_submodule(n), nn.Conv2d)]
+            self._names = [
+                n
+                for n in select_targets(model, self.include, self.ignore)
+                if isinstance(model.get_submodule(n), nn.Conv2d)
+            ]
         total: Tensor | None = None
         for n in self._names:
             w = model.get_submodule(n).weight
@@ -63,8 +73,14 @@ class GroupLassoHook(Hook):
 
 
 @torch.no_grad()
-def ssl_prune(model: nn.Module, example_inputs: Any, *, tol: float = 1e-3,
-              ignore: Iterable[str] = (), round_to: int = 1) -> nn.Module:
+def ssl_prune(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    tol: float = 1e-3,
+    ignore: Iterable[str] = (),
+    round_to: int = 1,
+) -> nn.Module:
     """A new model without the channels whose filters all have L2 norm < `tol` * (the largest
     filter norm of their group), and with zero filter-shape columns set exactly to zero."""
     from slimkit.graph import shrink
