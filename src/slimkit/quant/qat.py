@@ -12,6 +12,8 @@ BatchNorm is folded into its conv *before* training (:func:`slimkit.quant.fold.f
 the network is fine-tuned without BN, so what is trained is exactly what is deployed. This
 is the simplest correct option for fine-tuning a trained model with a small learning rate;
 the paper's alternative (keep BN statistics during training, fold at convert) is not done.
+``QATConfig(fold=False)`` keeps each BatchNorm as a float layer after its quantized conv (not
+integer-only at deployment, but it keeps BN's normalisation while training on short budgets).
 
 >>> import torch
 >>> from torch import nn
