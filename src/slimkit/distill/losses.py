@@ -253,7 +253,7 @@ LOSSES.register("kd")(
 LOSSES.register("at")(
     LossSpec(
         build=lambda cfg, s, t, k: FeatureTerm(lambda a, b: at_loss(a, b, cfg.p)),
-        default_beta=1000.0,
+        default_beta=500.0,
         uses_features=True,
     )
 )

@@ -34,6 +34,7 @@ from slimkit.distill.losses import LOSSES, DistillBatch
 from slimkit.distill.taps import FeatureTaps, check_names
 from slimkit.errors import UserError
 from slimkit.train import History, fit
+from slimkit.train import distributed as D
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,8 @@ def distill(
     t_names = [p[1] for p in config.feature_pairs]
     check_names(student, s_names, "student")
     check_names(teacher, t_names, "teacher")
-    device = torch.device(fit_kwargs.get("device", "cpu"))
+    D.init_from_env()  # as fit does, so the teacher lands on this rank's device
+    device = D.local_device(fit_kwargs.get("device", "cpu"))
     teacher_was_training = teacher.training
     teacher_grad = [p.requires_grad for p in teacher.parameters()]
     teacher.to(device).eval()
