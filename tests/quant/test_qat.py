@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from slimkit.errors import UserError
 from slimkit.quant.core import QScheme, dequantize, qparams_from_range, quantize
 from slimkit.quant.modules import QuantConv2d, QuantLinear
-from slimkit.quant.qat import QATConfig, QATLinear, convert, prepare_qat
+from slimkit.quant.qat import QATConfig, QATConv2d, QATLinear, convert, prepare_qat
 from slimkit.train import evaluate, fit
 
 
@@ -94,3 +94,14 @@ def test_converted_model_lowers_to_int8_qdq_exactly():
     final = convert(qat)
     lowered = lower_to_qdq(final)
     torch.testing.assert_close(lowered(x), final(x), rtol=0, atol=1e-6)
+
+
+def test_fold_false_keeps_batchnorm():
+    qat = prepare_qat(_net().eval(), QATConfig(weight_bits=4, fold=False))
+    assert isinstance(qat[1], nn.BatchNorm2d) and isinstance(qat[0], QATConv2d)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        qat.train()(x)
+    final = convert(qat)
+    assert isinstance(final[1], nn.BatchNorm2d)
+    torch.testing.assert_close(final(x), qat.eval()(x))
