@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from slimkit.distill import LOSSES, DistillConfig, distill
+from slimkit.distill import LOSSES, DistillConfig, DistillLoss, FeatureTaps, distill
 from slimkit.errors import UserError
 from slimkit.train import evaluate, fit
 
@@ -48,12 +49,6 @@ def test_gradients_reach_student_not_teacher():
     teacher, student = convnet(width=4, seed=1), convnet(width=4, seed=2)
     cfg = DistillConfig(loss=("kd", "at", "sp", "nst"), feature_pairs=PAIRS)
     x, y = images(8)[:]
-    from torch import nn
-
-    from slimkit.distill.losses import DistillBatch  # noqa: F401
-    from slimkit.distill.taps import FeatureTaps
-    from slimkit.distill.trainer import DistillLoss
-
     with (
         FeatureTaps(student, ["relu1", "relu2"]) as st,
         FeatureTaps(teacher, ["relu1", "relu2"], detach=True) as tt,
