@@ -52,6 +52,27 @@ def test_round_trip_outputs_equal_and_file_small(tmp_path, huffman):
     fp32 = io.BytesIO()
     torch.save(_net().state_dict(), fp32)
     assert size < fp32.getbuffer().nbytes / 2
+    layers = json.loads(_metadata(path)["layers"])
+    used = [v for info in layers.values() for k, v in info.items() if k.endswith("_huffman")]
+    assert any(used) == huffman
+
+
+def _metadata(path):
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(n))["__metadata__"]
+
+
+def test_huffman_only_where_smaller(tmp_path):
+    # uniform 2-bit codes: Huffman cannot beat packing once its table is counted
+    net = nn.Sequential(nn.Linear(64, 64, bias=False))
+    shared = kmeans_share(net, bits=2)
+    with torch.no_grad():
+        shared[0].indices.copy_(torch.arange(64 * 64).reshape(64, 64) % 4)
+    size_h = save_compressed(shared, tmp_path / "h.dc", huffman=True)
+    size_p = save_compressed(shared, tmp_path / "p.dc", huffman=False)
+    assert size_h == size_p
+    assert json.loads(_metadata(tmp_path / "h.dc")["layers"])["0"]["codes_huffman"] is False
 
 
 def test_dense_layers_round_trip(tmp_path):
@@ -74,9 +95,7 @@ def test_corrupt_and_hostile_files(tmp_path):
             load_compressed(tmp_path / bad, _net())
 
     tensors = load_file(path)
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        meta = json.loads(f.read(n))["__metadata__"]
+    meta = _metadata(path)
 
     def rewrite(mutate_t=None, mutate_meta=None):
         t, m = dict(tensors), dict(meta)

@@ -6,7 +6,8 @@ layer, the *relative* position of each entry as a ``pos_bits``-bit gap (zeros sk
 since the previous entry). A gap larger than ``2**pos_bits - 1`` is bridged by filler
 entries of value zero (code 0, the reserved zero of :mod:`slimkit.quant.sharing`), as in
 the paper's Figure 2 (conv 8-bit, fc 5-bit gaps). Both streams are bit-packed or, with
-``huffman=True``, canonical-Huffman coded. All other tensors (biases, BN, unshared layers)
+``huffman=True``, canonical-Huffman coded where that is smaller (per stream, counting the
+code-length table). All other tensors (biases, BN, unshared layers)
 are stored as they are. The container is safetensors: tensors + JSON metadata, no pickle.
 
 >>> from torch import nn
@@ -73,13 +74,18 @@ def decode_positions(gaps: Tensor, entry_codes: Tensor, numel: int) -> Tensor:
 
 
 def _put_stream(tensors: dict, key: str, values: Tensor, bits: int,
-                huffman: bool) -> None:
+                huffman: bool) -> bool:
+    """Store ``values`` bit-packed or, when ``huffman`` and it is smaller (stream + code
+    length table), Huffman-coded. Returns whether Huffman was used."""
+    packed = pack_bits(values, bits)
     if huffman:
         st = huffman_encode(values, 1 << bits)
-        tensors[f"{key}"] = st.data
-        tensors[f"{key}.huffman"] = st.lengths
-    else:
-        tensors[key] = pack_bits(values, bits)
+        if st.data.numel() + st.lengths.numel() < packed.numel():
+            tensors[key] = st.data
+            tensors[f"{key}.huffman"] = st.lengths
+            return True
+    tensors[key] = packed
+    return False
 
 
 def _get_stream(tensors: dict, key: str, n: int, bits: int, huffman: bool) -> Tensor:
@@ -107,7 +113,8 @@ def _tensor(tensors: dict, key: str, dtype: torch.dtype) -> Tensor:
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, *, huffman: bool = True) -> int:
     """Write ``model`` (its shared layers encoded, the rest verbatim); returns the file size
-    in bytes. The file is written to a temporary name and moved into place."""
+    in bytes. With ``huffman`` each stream is Huffman-coded when that is smaller. The file
+    is written to a temporary name and moved into place."""
     tensors: dict[str, Tensor] = {}
     layers: dict[str, dict] = {}
     shared = shared_layers(model)
@@ -115,13 +122,14 @@ def save_compressed(model: nn.Module, path: str | os.PathLike, *, huffman: bool 
         codes = m.indices.reshape(-1).to(torch.int64)
         info = {"kind": "conv" if isinstance(m, SharedWeightConv2d) else "linear",
                 "shape": list(m.indices.shape), "bits": m.bits, "zero_code": m.zero_code,
-                "pos_bits": m.pos_bits, "huffman": huffman}
+                "pos_bits": m.pos_bits}
         tensors[f"{name}.codebook"] = m.centroids.detach().to(torch.float32).contiguous()
         if m.zero_code:
             gaps, codes = encode_positions(codes, m.pos_bits)
-            _put_stream(tensors, f"{name}.gaps", gaps, m.pos_bits, huffman)
+            info["gaps_huffman"] = _put_stream(tensors, f"{name}.gaps", gaps, m.pos_bits,
+                                               huffman)
         info["entries"] = int(codes.numel())
-        _put_stream(tensors, f"{name}.codes", codes, m.bits, huffman)
+        info["codes_huffman"] = _put_stream(tensors, f"{name}.codes", codes, m.bits, huffman)
         layers[name] = info
     skip = {f"{n}.{b}" for n in shared for b in ("centroids", "indices")}
     for key, value in model.state_dict().items():
@@ -156,8 +164,9 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, dict]]:
 def _build_layer(name: str, info: dict, tensors: dict, skeleton: nn.Module) -> nn.Module:
     try:
         bits, pos_bits, shape = int(info["bits"]), int(info["pos_bits"]), list(info["shape"])
-        zero_code, huff, entries = bool(info["zero_code"]), bool(info["huffman"]), \
-            int(info["entries"])
+        zero_code, entries = bool(info["zero_code"]), int(info["entries"])
+        huff_codes = bool(info["codes_huffman"])
+        huff_gaps = bool(info["gaps_huffman"]) if zero_code else False
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"corrupt file: bad metadata for layer {name!r} ({e})") from None
     if not (1 <= bits <= 8 and 1 <= pos_bits <= 8) or entries < 0:
@@ -184,9 +193,9 @@ def _build_layer(name: str, info: dict, tensors: dict, skeleton: nn.Module) -> n
                         f"{bits}-bit codes")
     if entries > numel:
         raise UserError(f"corrupt file: layer {name!r} has {entries} entries for {numel} weights")
-    codes = _get_stream(tensors, f"{name}.codes", entries, bits, huff)
+    codes = _get_stream(tensors, f"{name}.codes", entries, bits, huff_codes)
     if zero_code:
-        gaps = _get_stream(tensors, f"{name}.gaps", entries, pos_bits, huff)
+        gaps = _get_stream(tensors, f"{name}.gaps", entries, pos_bits, huff_gaps)
         codes = decode_positions(gaps, codes, numel)
     elif entries != numel:
         raise UserError(f"corrupt file: dense layer {name!r} has {entries} codes for "
