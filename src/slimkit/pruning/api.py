@@ -259,7 +259,7 @@ def _ssl(model, cfg, ratio, ctx):
     trained = _train_with(model, cfg, ctx, hook, "ssl") if ctx.data is not None else model
     # groups the lasso drove to zero go first; the ratio is then met by the L2 criterion
     small = ssl_prune(trained, ctx.example_inputs, ignore=cfg.ignore, round_to=cfg.round_to)
-    if small is trained or _channels(small) > (1 - ratio) * _channels(model):
+    if _channels(small) > (1 - ratio) * _channels(model):
         return l1_filter_prune(
             trained,
             ctx.example_inputs,
