@@ -170,7 +170,12 @@ def write(results: list[dict], cmd: str, calib_desc: str, seconds: float, out: P
              f"'agree' is argmax agreement with torch fp32 on 64 images). Total run time {seconds:.0f} s.", "",
              "Our int8 path: W8 per-channel symmetric / A8 affine PTQ, exported with our scales as QDQ ONNX "
              "(int8 weight initializers), plus calibrated requantization of conv outputs that no layer "
-             "quantizes (residual branches).", ""]
+             "quantizes (residual branches).", "",
+             "Notes: the machine was shared with other jobs while this ran, so absolute numbers are far above "
+             "the quiet-machine reference (e.g. VGG-16 batch 1 onnxruntime fp32 ~4.4 ms quiet); the variants "
+             "were interleaved, so the ratios within a table are the meaningful part. 'agree' on untrained "
+             "networks is low for every int8 variant alike (near-tied logits flip under any rounding); see "
+             "quant_ort_compare.md for accuracy on trained networks.", ""]
     for r in results:
         lines += [f"## {r['name']} ({r['origin']})", "", f"PTQ: {r['ptq']}", "",
                   "| variant | batch 1 ms | batch 64 ms | speed-up vs ORT fp32 (b1 / b64) | file bytes | agree |",

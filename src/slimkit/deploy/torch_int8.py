@@ -23,7 +23,7 @@ import warnings
 from typing import Iterable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from slimkit.errors import UserError
 
