@@ -6,7 +6,7 @@ from slimkit.quant.core import QScheme, quantize
 from slimkit.quant.export import QDQConv2d, QDQLinear, is_quantized_layer, lower_to_qdq, qrange
 from slimkit.quant.modules import QuantConv2d
 
-from .test_export_models import quantize_tiny, trained_tiny
+from test_export_models import quantize_tiny, trained_tiny
 
 
 def test_lowered_model_reproduces_simulated_model_exactly():

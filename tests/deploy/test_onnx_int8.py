@@ -9,7 +9,7 @@ from slimkit.deploy.onnx_int8 import (ORT_CALIBRATION, export_int8_onnx, int8_re
                                       ort_quantize_static)
 from slimkit.quant.core import sqnr
 
-from .test_export_models import Mish, quantize_tiny, trained_tiny
+from test_export_models import Mish, quantize_tiny, trained_tiny
 
 
 @pytest.fixture(scope="module")

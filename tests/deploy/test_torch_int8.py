@@ -5,7 +5,7 @@ from torch import nn
 from slimkit.deploy.torch_int8 import convert_torch_int8, float_modules, state_dict_bytes
 from slimkit.errors import UserError
 
-from .test_export_models import Mish, trained_tiny
+from test_export_models import Mish, trained_tiny
 
 
 def test_x86_int8_model_runs_and_agrees_with_float():
