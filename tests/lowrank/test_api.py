@@ -41,21 +41,19 @@ def test_report_counts_match_metrics(cfg):
     for r in res.layers:
         new = res.model.get_submodule(r.name)
         assert count_params(new) == r.params_after
-        assert r.macs_before == macs0[r.name].macs if hasattr(macs0[r.name], "macs") \
-            else r.macs_before == macs0[r.name]
-        got = sum((v.macs if hasattr(v, "macs") else v) for k, v in macs1.items()
-                  if k == r.name or k.startswith(r.name + "."))
+        assert r.macs_before == macs0[r.name].macs
+        got = sum(v.macs for k, v in macs1.items() if k == r.name or k.startswith(r.name + "."))
         assert got == r.macs_after
     assert count_params(res.model) == count_params(net) - sum(
         r.params_before - r.params_after for r in res.layers)
     assert res.decomposed()
     for r in res.decomposed():
         assert r.params_after < r.params_before and r.macs_after < r.macs_before
-    if cfg.rank_selection in ("macs", "params"):
-        i = 1 if cfg.rank_selection == "macs" else 0
-        for r in res.decomposed():
-            after, before = (r.params_after, r.params_before) if i == 0 else (r.macs_after, r.macs_before)
-            assert after <= cfg.budget * before
+    for r in res.decomposed():
+        if cfg.rank_selection == "macs":
+            assert r.macs_after <= cfg.budget * r.macs_before
+        if cfg.rank_selection == "params":
+            assert r.params_after <= cfg.budget * r.params_before
 
 
 def test_non_reducing_rank_is_skipped_and_exact_rank_is_lossless():
@@ -155,3 +153,15 @@ def test_zoo_models_run_trace_and_export(name, cfg, tmp_path):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"input": x.numpy()})[0]
     np.testing.assert_allclose(out, y.detach().numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_budget_rules_pick_the_largest_rank_within_budget():
+    # fc 5 is Linear(512, 64): rank r costs r * (512 + 64) MACs; half of 512 * 64 = 16,384
+    # allows r = 28 (16,128) but not 29 (16,704)
+    res = decompose_with_report(_net(), LowRankConfig(
+        method="svd", rank_selection="macs", budget=0.5, layers=("5",)), input_shape=SHAPE)
+    assert res.layers[0].rank == 28 and res.layers[0].macs_after == 16128
+    # params add the 64 biases: 0.5 * (32,768 + 64) = 16,416 -> r = 28 (16,192)
+    res = decompose_with_report(_net(), LowRankConfig(
+        method="svd", rank_selection="params", budget=0.5, layers=("5",)))
+    assert res.layers[0].rank == 28 and res.layers[0].params_after == 16192

@@ -36,6 +36,7 @@ def test_error_trace_matches_direct_error_and_decreases():
     assert all(b <= a + 1e-9 for a, b in zip(res.errors, res.errors[1:]))  # ALS is monotone
 
 
+@pytest.mark.filterwarnings("ignore:Trying to compute SVD")  # tensorly pads its svd init
 def test_close_to_tensorly_parafac():
     tl = pytest.importorskip("tensorly")
     from tensorly.decomposition import parafac

@@ -42,7 +42,8 @@ from slimkit.lowrank.vbmf import VBMFResult, evbmf, vbmf_ranks
 __all__ = [
     "CPResult", "LayerReport", "LowRankConfig", "LowRankResult", "METHODS", "Method",
     "RANK_SELECTIONS", "SCHEMES", "SVDResult", "Site", "Tucker2Result", "VBMFResult",
-    "conv_from_cp", "conv_from_svd", "conv_from_tucker", "conv_matrix", "cp_als", "cp_conv", "decompose",
-    "decompose_with_report", "evbmf", "linear_from_svd", "rank_for_energy", "select_rank", "svd_conv", "svd_linear",
-    "tucker2", "tucker_conv", "truncated_svd", "vbmf_ranks",
+    "conv_from_cp", "conv_from_svd", "conv_from_tucker", "conv_matrix", "cp_als", "cp_conv",
+    "decompose", "decompose_with_report", "evbmf", "linear_from_svd", "rank_for_energy",
+    "select_rank", "svd_conv", "svd_linear", "tucker2", "tucker_conv", "truncated_svd",
+    "vbmf_ranks",
 ]

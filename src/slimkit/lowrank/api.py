@@ -130,8 +130,9 @@ class LowRankResult:
         for r in self.layers:
             macs = "" if r.macs_before is None else f"{r.macs_before:,} -> {r.macs_after:,}"
             err = "" if r.rel_error is None else f"{r.rel_error:.4f}"
-            rows.append(f"| {r.name} | {r.kind} | {r.status} | {r.rank if r.rank is not None else ''}"
-                        f" | {r.params_before:,} -> {r.params_after:,} | {macs} | {err} | {r.reason} |")
+            rank = "" if r.rank is None else r.rank
+            rows.append(f"| {r.name} | {r.kind} | {r.status} | {rank} | {r.params_before:,} -> "
+                        f"{r.params_after:,} | {macs} | {err} | {r.reason} |")
         return "\n".join(rows)
 
 
@@ -206,7 +207,8 @@ def decompose_with_report(model: nn.Module, config: LowRankConfig,
                     params_after=params0, macs_before=macs0, macs_after=macs0)
         reason = method.unsupported(site)
         if reason is not None:
-            reports.append(LayerReport(status="skipped", reason=f"{config.method}: {reason}", **base))
+            reports.append(LayerReport(status="skipped", reason=f"{config.method}: {reason}",
+                                       **base))
             continue
         rank = select_rank(method, site, config)
         params1, macs1 = method.cost(site, rank, config)

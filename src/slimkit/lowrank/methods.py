@@ -62,8 +62,9 @@ def original_cost(site: Site) -> tuple[int, int | None]:
     layer = site.layer
     params = sum(p.numel() for p in layer.parameters(recurse=False))
     if isinstance(layer, nn.Linear):
-        macs = None if site.positions is None else site.positions * layer.in_features * layer.out_features
-        return params, macs
+        if site.positions is None:
+            return params, None
+        return params, site.positions * layer.in_features * layer.out_features
     g = ConvGeometry.of(layer)
     if site.in_hw is None:
         return params, None
@@ -144,7 +145,8 @@ def _tucker_cost(site: Site, rank: tuple[int, int], cfg: Any) -> tuple[int, int 
         return params, None
     oh, ow = g.out_hw(site.in_hw)
     ih, iw = site.in_hw
-    return params, ih * iw * g.c_in * r_in + oh * ow * (r_in * r_out * g.kh * g.kw + r_out * g.c_out)
+    core_and_last = r_in * r_out * g.kh * g.kw + r_out * g.c_out
+    return params, ih * iw * g.c_in * r_in + oh * ow * core_and_last
 
 
 def _tucker_candidates(site: Site) -> list[tuple[int, int]]:
