@@ -52,6 +52,14 @@ def fp16_rows(ctx: "DemoContext") -> list[DemoRow]:
     return [DemoRow("fp16 weights", _Fp16Storage(ctx.model), weight_bits=16, act_bits=16)]
 
 
+def onnx_fp32_rows(ctx: "DemoContext") -> list[DemoRow]:
+    """The same fp32 model in onnxruntime: separates the runtime's gain from compression's."""
+    from slimkit.deploy.onnx_export import export_onnx
+
+    path = export_onnx(ctx.model, INPUT_SHAPE, Path(ctx.out) / "lenet5-fp32.onnx")
+    return [DemoRow("fp32, onnxruntime (no compression)", ctx.model, deployed=_OrtModule(path))]
+
+
 def pruning_rows(ctx: "DemoContext") -> list[DemoRow]:
     from slimkit.pruning.demo import demo_rows
 
@@ -92,23 +100,36 @@ def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
         bits = getattr(m, "qspec", {}) or {}
         wbits = max((s.get("weight_bits", 8) for s in bits.values()), default=8)
         abits = max((s.get("act_bits", 8) for s in bits.values()), default=8)
-        out.append(DemoRow(name, m, weight_bits=wbits, act_bits=abits,
-                           deployed=_deploy_int8(ctx, m) if wbits == 8 else None))
+        path = Path(ctx.out) / f"lenet5-w{wbits}a{abits}.onnx"
+        out.append(DemoRow(f"{name}, onnxruntime int8", m, weight_bits=wbits, act_bits=abits,
+                           deployed=_OrtModule(_export_int8(m, path, ctx.calib_loader)),
+                           extra={"file": str(path)}))
     return out
 
 
-def _deploy_int8(ctx: "DemoContext", simulated: nn.Module) -> nn.Module | None:
-    """The real int8 torch model (x86 kernels) for timing; None where it cannot be built."""
-    try:
-        from slimkit.deploy.torch_int8 import convert_torch_int8
-    except ImportError:
-        return None
-    return convert_torch_int8(ctx.model, ctx.calib_loader, INPUT_SHAPE)
+def _export_int8(simulated: nn.Module, path: Path, calib) -> Path:
+    """Our scales in a QDQ ONNX file with int8 weights (sub-8-bit codes fit int8 kernels)."""
+    from slimkit.deploy.onnx_int8 import export_int8_onnx
+
+    return export_int8_onnx(simulated, INPUT_SHAPE, path, calib=calib)
+
+
+class _OrtModule(nn.Module):
+    """An onnxruntime session behind nn.Module's call, so it is timed like any model."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        from slimkit.deploy.onnx_export import OnnxModel
+
+        self.session = OnnxModel(path, threads=torch.get_num_threads())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(x.numpy()))
 
 
 # Row producers, in table order; a family whose module is absent is skipped.
 PRODUCERS: tuple[Callable[["DemoContext"], list[DemoRow]], ...] = (
-    fp16_rows, pruning_rows, deep_compression_rows, quant_rows)
+    onnx_fp32_rows, fp16_rows, pruning_rows, deep_compression_rows, quant_rows)
 
 
 @dataclass
