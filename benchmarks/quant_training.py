@@ -70,8 +70,9 @@ def run_method(name: str, base: nn.Module, train: TensorDataset, test: DataLoade
     hooks: list = []
     inq = None
     kind, _, bits = name.partition("-")
-    if kind == "qat":
-        model = prepare_qat(base, QATConfig(weight_bits=int(bits[1]), act_bits=8))
+    if kind in ("qat", "qatbn"):
+        model = prepare_qat(base, QATConfig(weight_bits=int(bits[1]), act_bits=8,
+                                            fold=kind == "qat"))
     elif kind == "pact":
         b = int(bits[1])
         model = prepare_pact(base, bits=b, weight_bits=b)
@@ -95,14 +96,14 @@ def run_method(name: str, base: nn.Module, train: TensorDataset, test: DataLoade
                 hooks=[inq], progress=False, max_steps=per)
             inq.advance(model)
     else:
-        if kind == "qat":           # one no-grad training-mode pass sets the EMA act ranges
+        if kind in ("qat", "qatbn"):  # one no-grad training-mode pass sets the EMA act ranges
             with torch.no_grad():
                 model.train()(train.tensors[0][:256])
         before = evaluate(model.eval(), test)["top1"]
         fit(model.train(), loader, epochs=math.ceil(steps / len(loader)), lr=lr, hooks=hooks,
             progress=False, max_steps=steps)
     train_s = time.perf_counter() - t0
-    if kind == "qat":
+    if kind in ("qat", "qatbn"):
         model = convert(model)
     after = evaluate(model.eval(), test)["top1"]
     return {"method": name, "before": before, "after": after, "train_s": train_s,
@@ -110,7 +111,10 @@ def run_method(name: str, base: nn.Module, train: TensorDataset, test: DataLoade
 
 
 METHODS = {
-    "qat-w4a8": ("QAT (Jacob'18)", "4", "8"), "qat-w2a8": ("QAT (Jacob'18)", "2", "8"),
+    "qat-w4a8": ("QAT (Jacob'18), BN folded", "4", "8"),
+    "qat-w2a8": ("QAT (Jacob'18), BN folded", "2", "8"),
+    "qatbn-w4a8": ("QAT, BN kept in float (fold=False)", "4", "8"),
+    "qatbn-w2a8": ("QAT, BN kept in float (fold=False)", "2", "8"),
     "pact-w4a4": ("PACT + DoReFa weights", "4", "4"), "pact-w2a2": ("PACT + DoReFa weights", "2", "2"),
     "inq-b5": ("INQ powers of two", "5", "32"), "inq-b3": ("INQ powers of two", "3", "32"),
     "ternary": ("TWN ternary", "2 (ternary)", "32"),
@@ -130,7 +134,10 @@ def bench(title: str, arch: str, base: nn.Module, how: str, train: TensorDataset
             "| method | W bits | A bits | top-1 before FT | top-1 after FT | vs float | "
             "weight bytes | FT time s |", "|---|---|---|---|---|---|---|---|",
             f"| float | 32 | 32 | {ref:.4f} | {ref:.4f} | +0.0000 | {param_bytes(base):,} | - |"]
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in base.modules())
     for name in methods:
+        if name.startswith("qatbn") and not has_bn:
+            continue                 # identical to the folded variant without BN
         r = run_method(name, base, train, test, steps, lr)
         label, wb, ab = METHODS[name]
         rows.append(f"| {label} | {wb} | {ab} | {r['before']:.4f} | {r['after']:.4f} | "
@@ -160,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
              "networks without BatchNorm, such as this LeNet-5, blows up the activation scale; "
              "no per-method tuning was done. First and last layers stay float for "
              "PACT/binary/ternary (as in those papers); QAT and INQ quantize every conv/linear. "
-             "QAT folds BN first and uses 8-bit affine activations (EMA ranges, initialised by "
+             "QAT folds BN first (the 'BN kept' rows keep it as a float layer) and uses 8-bit affine activations (EMA ranges, initialised by "
              "one forward pass over 256 training images before the 'before' column). PACT alpha "
              "starts at the 99.9th percentile of each ReLU input (fine-tuning, not the paper's "
              "from-scratch 10). Weight bytes: storage_bytes() of the quantized layers "
