@@ -78,7 +78,7 @@ def main() -> None:
                 after,
                 count_params(pruned),
                 count_macs(pruned, SHAPE).total,
-                latency(pruned, args),
+                pruned,  # latency is measured at the end, all models interleaved
                 ratio,
                 secs,
             )
@@ -152,6 +152,14 @@ def main() -> None:
             time.time() - t,
         )
 
+    # latency: two interleaved rounds over all models, the faster of the two kept (the machine is
+    # shared; interleaving exposes every model to the same load)
+    lat = [[float("inf")] * 4 for _ in rows]
+    for _ in range(2):
+        for i, r in enumerate(rows):
+            lat[i] = [min(a, b) for a, b in zip(lat[i], latency(r[5], args))]
+    rows = [(*r[:5], lat[i], *r[6:]) for i, r in enumerate(rows)]
+
     cmd = "nice -n 10 python benchmarks/pruning_cifar.py " + " ".join(sys.argv[1:])
     out = [
         "# CIFAR-10 ResNet-20 at 2x fewer MACs: structured pruning methods side by side",
@@ -168,7 +176,8 @@ def main() -> None:
         "is its soft-pruning training (its 'before' = zeroed once and removed without training); "
         "LASSO's 'before' is after reconstruction from "
         f"{args.calib_batches} calibration batches of 128. Latency: median ms, 1 thread, torch eager "
-        "and onnxruntime CPU, on a shared, loaded 2-core machine (noisy). "
+        "and onnxruntime CPU, measured after all training in two interleaved rounds (best of the two), "
+        "on a shared, loaded 2-core machine (noisy). "
         f"Whole run took {time.time() - t_start:.0f} s.",
         "",
         "| method | uniform ratio | top-1 before FT | top-1 after FT | params | MACs (ratio) | "
@@ -186,6 +195,12 @@ def main() -> None:
         "Published context (ResNet-56, full training budgets): channel pruning 2x MACs -1.0 pt; "
         "SFP 2.11x -0.23 pt; Li'17 ResNet-56 -28% FLOPs +0.02 pt (ANCHORS.md). Our budget is one "
         "epoch on a fifth of the training set, so absolute drops are larger.",
+        "",
+        "Reading the SFP row: SFP zeroes the lowest-norm filters at each epoch end and removes "
+        "them after the last epoch, so with a one-epoch budget the final zeroing and removal come "
+        "after the last training step and nothing recovers from them (the paper trains for 100+ "
+        "epochs, re-zeroing every epoch). Removal also drops the BN shift (beta) of the zeroed "
+        "channels, which the paper's zero-masked model keeps.",
     ]
     text = "\n".join(out) + "\n"
     Path(args.out).write_text(text)

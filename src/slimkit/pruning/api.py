@@ -101,8 +101,9 @@ class Context:
             raise UserError(f"method {method!r} needs data=<a training DataLoader of (x, y)>")
         return self.data
 
-    def batches(self, n: int) -> list:
-        return list(itertools.islice(iter(self.need_data("this")), n))
+    def batches(self, n: int, method: str) -> list:
+        """The first `n` batches of the data (calibration, Taylor scores)."""
+        return list(itertools.islice(iter(self.need_data(method)), n))
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,10 @@ METHODS.register("agp")(Method(_agp, structured=False, proxy=_magnitude))
 def _l1_filter(model, cfg, ratio, ctx):
     from slimkit.pruning.methods.l1_filter import l1_filter_prune
 
-    batches = ctx.batches(cfg.calib_batches) if (cfg.importance == "taylor") else None
+    taylor = cfg.importance == "taylor"
+    batches = (
+        ctx.batches(cfg.calib_batches, "l1_filter with importance 'taylor'") if taylor else None
+    )
     loader = ctx.data if cfg.steps > 1 else None
     return l1_filter_prune(
         model,
@@ -297,7 +301,7 @@ def _channel_lasso(model, cfg, ratio, ctx):
     return channel_lasso_prune(
         model,
         ctx.example_inputs,
-        ctx.batches(cfg.calib_batches),
+        ctx.batches(cfg.calib_batches, "channel_lasso"),
         ratio,
         ignore=cfg.ignore,
         round_to=cfg.round_to,
