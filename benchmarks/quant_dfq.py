@@ -37,7 +37,7 @@ def tensors(ds, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    logits = torch.cat([model(x[i:i + 250]) for i in range(0, len(x), 250)])
+    logits = torch.cat([model(x[i : i + 250]) for i in range(0, len(x), 250)])
     return float((logits.argmax(1) == y).float().mean())
 
 
@@ -47,17 +47,21 @@ def get_model(args, train) -> tuple[nn.Module, str]:
         from slimkit.train import load_model
 
         return replace_relu6(load_model(ckpt)).eval(), f"checkpoint {ckpt.name}, ReLU6 -> ReLU"
-    origin = (f"trained here (no checkpoint): width {args.width}, ReLU instead of ReLU6, {args.epochs} epochs on "
-              f"{args.train} CIFAR-10 training images, SGD one-cycle, random crop + flip")
+    origin = (
+        f"trained here (no checkpoint): width {args.width}, ReLU instead of ReLU6, {args.epochs} epochs on "
+        f"{args.train} CIFAR-10 training images, SGD one-cycle, random crop + flip"
+    )
     model = replace_relu6(zoo.create("mobilenetv2", num_classes=10, width_mult=args.width))
     cached = CACHE / f"mobilenetv2_w{args.width}_{args.train}_{args.epochs}.pt"
     if cached.is_file():
         model.load_state_dict(torch.load(cached, weights_only=True))
         return model.eval(), origin
     g = torch.Generator().manual_seed(1)
-    x, y = tensors(train, torch.randperm(len(train), generator=g)[:args.train])
+    x, y = tensors(train, torch.randperm(len(train), generator=g)[: args.train])
     torch.manual_seed(0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.05, momentum=0.9, weight_decay=4e-5, nesterov=True
+    )
     bs = 128
     steps = args.epochs * (len(x) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
@@ -66,13 +70,15 @@ def get_model(args, train) -> tuple[nn.Module, str]:
     for ep in range(args.epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(perm) - bs + 1, bs):
-            b = perm[i:i + bs]
+            b = perm[i : i + bs]
             xb = x[b]
             if True:  # random flip + 4-pixel shift (pad-crop)
                 flip = torch.rand(len(b), generator=g) < 0.5
                 xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
                 dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
-                xb = torch.roll(nn.functional.pad(xb, (4, 4, 4, 4)), (dy, dx), (2, 3))[:, :, 4:-4, 4:-4]
+                xb = torch.roll(nn.functional.pad(xb, (4, 4, 4, 4)), (dy, dx), (2, 3))[
+                    :, :, 4:-4, 4:-4
+                ]
             opt.zero_grad()
             nn.functional.cross_entropy(model(xb), y[b]).backward()
             opt.step()
@@ -126,13 +132,22 @@ def imbalance(model: nn.Module, spread: float, seed: int = 0) -> nn.Module:
 VARIANTS = [
     ("per-tensor W8, float activations", dict(per_channel=False, act_bits=None), "none"),
     ("  + equalization", dict(per_channel=False, act_bits=None, equalize=True), "none"),
-    ("  + equalization + analytic bias correction (BN stats)",
-     dict(per_channel=False, act_bits=None, equalize=True, bias_correction="analytic"), "none"),
+    (
+        "  + equalization + analytic bias correction (BN stats)",
+        dict(per_channel=False, act_bits=None, equalize=True, bias_correction="analytic"),
+        "none",
+    ),
     ("per-tensor W8A8", dict(per_channel=False), "activation ranges"),
-    ("  + equalization + analytic bias correction (DFQ)",
-     dict(per_channel=False, equalize=True, bias_correction="analytic"), "activation ranges"),
-    ("  + equalization + empirical bias correction",
-     dict(per_channel=False, equalize=True, bias_correction="empirical"), "activation ranges + BC"),
+    (
+        "  + equalization + analytic bias correction (DFQ)",
+        dict(per_channel=False, equalize=True, bias_correction="analytic"),
+        "activation ranges",
+    ),
+    (
+        "  + equalization + empirical bias correction",
+        dict(per_channel=False, equalize=True, bias_correction="empirical"),
+        "activation ranges + BC",
+    ),
     ("per-channel W8A8 (reference)", dict(per_channel=True), "activation ranges"),
 ]
 
@@ -142,7 +157,10 @@ def section(title: str, model: nn.Module, calib, te_x, te_y, variants, t0: float
     for label, kw, uses in variants:
         q = quantize_ptq(model, PTQConfig(**kw), calib)
         rows.append((label, uses, top1(q, te_x, te_y)))
-        print(f"  [{time.time() - t0:.0f}s] {title}: {label.strip()}: {rows[-1][2] * 100:.2f}%", flush=True)
+        print(
+            f"  [{time.time() - t0:.0f}s] {title}: {label.strip()}: {rows[-1][2] * 100:.2f}%",
+            flush=True,
+        )
     folded = fold_bn(model)
     lines = [f"## {title}", "", "| variant | data used | top-1 |", "|---|---|---:|"]
     lines += [f"| {v} | {u} | {a * 100:.2f}% |" for v, u, a in rows]
@@ -150,13 +168,21 @@ def section(title: str, model: nn.Module, calib, te_x, te_y, variants, t0: float
         before = range_spread(folded)
         equalize_(folded)
         after = range_spread(folded)
-        lines += ["", "Depthwise-conv weight range spread (max/min per-channel range after BN folding): "
-                  f"median {before[0]:.1f}x, worst {before[1]:.1f}x before equalization; "
-                  f"median {after[0]:.1f}x, worst {after[1]:.1f}x after."]
+        lines += [
+            "",
+            "Depthwise-conv weight range spread (max/min per-channel range after BN folding): "
+            f"median {before[0]:.1f}x, worst {before[1]:.1f}x before equalization; "
+            f"median {after[0]:.1f}x, worst {after[1]:.1f}x after.",
+        ]
     q = quantize_ptq(model, PTQConfig(per_channel=False, act_bits=None), calib)
     worst = sorted(layer_sqnr(q, calib[:1]), key=lambda r: r["local_sqnr_db"])[:3]
-    lines += ["", "Worst local SQNR, per-tensor W8: " + ", ".join(
-        f"{r['layer']} {r['local_sqnr_db']:.1f} dB" for r in worst) + ".", ""]
+    lines += [
+        "",
+        "Worst local SQNR, per-tensor W8: "
+        + ", ".join(f"{r['layer']} {r['local_sqnr_db']:.1f} dB" for r in worst)
+        + ".",
+        "",
+    ]
     return lines
 
 
@@ -167,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--calib", type=int, default=512)
     p.add_argument("--test", type=int, default=1000)
-    p.add_argument("--spread", type=float, default=30.0, help="channel range imbalance for section 2")
+    p.add_argument(
+        "--spread", type=float, default=30.0, help="channel range imbalance for section 2"
+    )
     p.add_argument("--no-resnet", dest="resnet", action="store_false")
     p.add_argument("--out", default=str(ROOT / "results" / "quant_dfq.md"))
     args = p.parse_args(argv)
@@ -177,30 +205,52 @@ def main(argv: list[str] | None = None) -> int:
     test = data.load("cifar10", root=str(SHARED), split="test")
     model, origin = get_model(args, train)
     g = torch.Generator().manual_seed(0)
-    calib_x, _ = tensors(train, torch.randperm(len(train), generator=g)[:args.calib])
-    te_x, te_y = tensors(test, torch.randperm(len(test), generator=g)[:args.test])
-    calib = [calib_x[i:i + 64] for i in range(0, len(calib_x), 64)]
+    calib_x, _ = tensors(train, torch.randperm(len(train), generator=g)[: args.calib])
+    te_x, te_y = tensors(test, torch.randperm(len(test), generator=g)[: args.test])
+    calib = [calib_x[i : i + 64] for i in range(0, len(calib_x), 64)]
     body = section(f"1. MobileNetV2 ({origin})", model, calib, te_x, te_y, VARIANTS, t0)
-    body += section(f"2. The same MobileNetV2 with channel ranges unbalanced by up to {args.spread:g}x "
-                    "(same float function)", imbalance(model, args.spread), calib, te_x, te_y, VARIANTS, t0)
+    body += section(
+        f"2. The same MobileNetV2 with channel ranges unbalanced by up to {args.spread:g}x "
+        "(same float function)",
+        imbalance(model, args.spread),
+        calib,
+        te_x,
+        te_y,
+        VARIANTS,
+        t0,
+    )
     ckpt = ROOT / "checkpoints" / "resnet20_cifar10.pt"
     if args.resnet and ckpt.is_file():
         from slimkit.train import load_model
 
         rn = load_model(ckpt).eval()
-        body += section("3. ResNet-20 (checkpoint resnet20_cifar10.pt, no depthwise layers)", rn, calib,
-                        te_x, te_y, [VARIANTS[i] for i in (0, 2, 3, 4, 6)], t0)
+        body += section(
+            "3. ResNet-20 (checkpoint resnet20_cifar10.pt, no depthwise layers)",
+            rn,
+            calib,
+            te_x,
+            te_y,
+            [VARIANTS[i] for i in (0, 2, 3, 4, 6)],
+            t0,
+        )
     seconds = time.time() - t0
-    cmd = "nice -n 10 python benchmarks/quant_dfq.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = ["# DFQ: per-tensor int8 with cross-layer equalization and bias correction", "",
-             f"Command: `{cmd.strip()}`", "",
-             f"Setup: CIFAR-10, top-1 on {len(te_x)} seeded test images. Weights symmetric per tensor "
-             "(min/max) unless stated; activations per-tensor affine uint8 from min/max over "
-             f"{args.calib} training images (the only data used; rows marked 'none' use no data at all). "
-             "BN folded first; ReLU6 replaced by ReLU as in the paper. Section 2 is a controlled "
-             "experiment: a function-preserving per-channel rescaling gives the briefly trained network the "
-             "range imbalance that long training + BN folding produce. 1 torch thread, CPU, "
-             f"total {seconds:.0f} s.", ""]
+    cmd = "nice -n 10 python benchmarks/quant_dfq.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    lines = [
+        "# DFQ: per-tensor int8 with cross-layer equalization and bias correction",
+        "",
+        f"Command: `{cmd.strip()}`",
+        "",
+        f"Setup: CIFAR-10, top-1 on {len(te_x)} seeded test images. Weights symmetric per tensor "
+        "(min/max) unless stated; activations per-tensor affine uint8 from min/max over "
+        f"{args.calib} training images (the only data used; rows marked 'none' use no data at all). "
+        "BN folded first; ReLU6 replaced by ReLU as in the paper. Section 2 is a controlled "
+        "experiment: a function-preserving per-channel rescaling gives the briefly trained network the "
+        "range imbalance that long training + BN folding produce. 1 torch thread, CPU, "
+        f"total {seconds:.0f} s.",
+        "",
+    ]
     Path(args.out).write_text("\n".join(lines + body) + "\n")
     print(Path(args.out).read_text())
     return 0

@@ -4,12 +4,22 @@ import math
 import pytest
 import torch
 
-from slimkit.quant.core import (QScheme, dequantize, fake_quantize, qparams_from_range, qspec_from_json,
-                                qspec_to_json, quantize, sqnr)
+from slimkit.quant.core import (
+    QScheme,
+    dequantize,
+    fake_quantize,
+    qparams_from_range,
+    qspec_from_json,
+    qspec_to_json,
+    quantize,
+    sqnr,
+)
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8, 12, 16])
-@pytest.mark.parametrize("symmetric,signed", [(True, True), (False, False), (False, True), (True, False)])
+@pytest.mark.parametrize(
+    "symmetric,signed", [(True, True), (False, False), (False, True), (True, False)]
+)
 def test_round_trip_error_within_half_step(bits, symmetric, signed):
     s = QScheme(bits=bits, symmetric=symmetric, signed=signed)
     x = torch.linspace(-1.3, 2.1, 1001)
@@ -36,7 +46,9 @@ def test_qmin_qmax_and_hand_computed_affine_params():
 
 def test_quantize_exact_codes():
     s = QScheme(bits=8)
-    q = quantize(torch.tensor([0.0, 0.5, 1.0, 100.0, -100.0]), torch.tensor(0.5), torch.tensor(0), s)
+    q = quantize(
+        torch.tensor([0.0, 0.5, 1.0, 100.0, -100.0]), torch.tensor(0.5), torch.tensor(0), s
+    )
     assert q.tolist() == [0, 1, 2, 127, -128]
 
 
@@ -50,7 +62,9 @@ def test_per_channel_scales_on_crafted_weight():
     assert (err <= scale[:, None] / 2 + 1e-7).all()
     # per-tensor would use the largest channel's scale: row 0 loses precision
     st, zt = qparams_from_range(w.min(), w.max(), QScheme(bits=8))
-    assert sqnr(w, fake_quantize(w, scale, zp, s)) > sqnr(w, fake_quantize(w, st, zt, QScheme(bits=8)))
+    assert sqnr(w, fake_quantize(w, scale, zp, s)) > sqnr(
+        w, fake_quantize(w, st, zt, QScheme(bits=8))
+    )
 
 
 @pytest.mark.parametrize("bits", [4, 8, 12])
@@ -88,9 +102,17 @@ def test_shape_errors():
 
 
 def test_qspec_json_round_trip():
-    spec = {"conv": {"weight_bits": 4, "act_bits": 8, "scheme": {"weight": QScheme(4).to_dict()},
-                     "weight_scale": torch.tensor([0.1, 0.2]), "weight_zp": torch.tensor([0, 0], dtype=torch.int32),
-                     "act_scale": torch.tensor(0.5), "act_zp": torch.tensor(3, dtype=torch.int32)}}
+    spec = {
+        "conv": {
+            "weight_bits": 4,
+            "act_bits": 8,
+            "scheme": {"weight": QScheme(4).to_dict()},
+            "weight_scale": torch.tensor([0.1, 0.2]),
+            "weight_zp": torch.tensor([0, 0], dtype=torch.int32),
+            "act_scale": torch.tensor(0.5),
+            "act_zp": torch.tensor(3, dtype=torch.int32),
+        }
+    }
     text = qspec_to_json(spec)
     json.loads(text)
     back = qspec_from_json(text)

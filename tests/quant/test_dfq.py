@@ -4,8 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from slimkit.quant.dfq import (analytic_bias_correct_, clipped_normal_mean, equalization_pairs, equalize_,
-                               input_expectations, replace_relu6)
+from slimkit.quant.dfq import (
+    clipped_normal_mean,
+    equalization_pairs,
+    equalize_,
+    input_expectations,
+    replace_relu6,
+)
 from slimkit.quant.fold import fold_bn
 from slimkit.quant.ptq import PTQConfig, quantize_ptq
 
@@ -15,8 +20,16 @@ class Chain(nn.Module):
 
     def __init__(self, relu=nn.ReLU):
         super().__init__()
-        self.c1, self.b1, self.r1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), relu()
-        self.dw, self.b2, self.r2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), relu()
+        self.c1, self.b1, self.r1 = (
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            relu(),
+        )
+        self.dw, self.b2, self.r2 = (
+            nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+            nn.BatchNorm2d(8),
+            relu(),
+        )
         self.pw, self.b3 = nn.Conv2d(8, 6, 1, bias=False), nn.BatchNorm2d(6)
         self.fc = nn.Linear(6, 3)
 
@@ -47,7 +60,10 @@ def test_pairs_found_through_relu_and_identity():
     folded = fold_bn(_chain())
     assert equalization_pairs(folded) == [("c1", "dw"), ("dw", "pw")]
     assert equalization_pairs(fold_bn(_chain(nn.ReLU6))) == []  # ReLU6 blocks
-    assert equalization_pairs(fold_bn(replace_relu6(_chain(nn.ReLU6)))) == [("c1", "dw"), ("dw", "pw")]
+    assert equalization_pairs(fold_bn(replace_relu6(_chain(nn.ReLU6)))) == [
+        ("c1", "dw"),
+        ("dw", "pw"),
+    ]
 
 
 def test_equalization_keeps_float_output_and_equalizes_ranges():
@@ -86,8 +102,9 @@ def test_clipped_normal_mean_matches_monte_carlo():
         mc = z.clamp(lo, hi).mean(0).float()
         assert torch.allclose(clipped_normal_mean(mu, sigma, lo, hi), mc, atol=0.01)
     # hand value: E[relu(N(0, 1))] = 1/sqrt(2 pi)
-    assert float(clipped_normal_mean(torch.tensor([0.0]), torch.tensor([1.0]), 0.0, math.inf)) == \
-        pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-5)
+    assert float(
+        clipped_normal_mean(torch.tensor([0.0]), torch.tensor([1.0]), 0.0, math.inf)
+    ) == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-5)
 
 
 def test_input_expectations_from_bn():
@@ -128,8 +145,13 @@ def test_analytic_bias_correction_reduces_mean_error_without_data():
 def test_analytic_with_equalization_runs_and_keeps_scales():
     m = _chain()
     x = torch.randn(8, 3, 8, 8)
-    q = quantize_ptq(m, PTQConfig(weight_bits=8, act_bits=8, per_channel=False, equalize=True,
-                                  bias_correction="analytic"), calib=[x])
+    q = quantize_ptq(
+        m,
+        PTQConfig(
+            weight_bits=8, act_bits=8, per_channel=False, equalize=True, bias_correction="analytic"
+        ),
+        calib=[x],
+    )
     from slimkit.quant.core import sqnr
 
     with torch.no_grad():

@@ -2,12 +2,17 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from slimkit.errors import UserError
 from slimkit.quant.core import sqnr
-from slimkit.quant.diagnostics import (accuracy_metric, layer_sensitivity, layer_sqnr, output_sqnr_metric, plot,
-                                       to_markdown)
+from slimkit.quant.diagnostics import (
+    accuracy_metric,
+    layer_sensitivity,
+    layer_sqnr,
+    output_sqnr_metric,
+    plot,
+    to_markdown,
+)
 from slimkit.quant.fold import fold_bn
 from slimkit.quant.ptq import PTQConfig, quantize_ptq
 
@@ -59,7 +64,9 @@ def test_markdown_and_png(trained, tmp_path):
     x, _ = blobs(16, seed=10)
     rows = layer_sqnr(quantize_ptq(trained, PTQConfig(), calib=[x]), [x])
     md = to_markdown(rows)
-    assert md.splitlines()[0] == "| layer | type | weight_bits | act_bits | sqnr_db | local_sqnr_db |"
+    assert (
+        md.splitlines()[0] == "| layer | type | weight_bits | act_bits | sqnr_db | local_sqnr_db |"
+    )
     assert len(md.splitlines()) == 5
     out = plot(rows, tmp_path / "sqnr.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,7 +28,11 @@ def test_input_model_mode_untouched():
     model.train()
     try:
         state = {k: v.clone() for k, v in model.state_dict().items()}
-        assign_bits(model, [blobs(8, seed=13)[0]], MixedConfig(budget_bits=6.0, candidates=(8, 4), calib_size=8))
+        assign_bits(
+            model,
+            [blobs(8, seed=13)[0]],
+            MixedConfig(budget_bits=6.0, candidates=(8, 4), calib_size=8),
+        )
         assert model.training
         assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     finally:

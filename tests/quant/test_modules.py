@@ -15,8 +15,12 @@ def test_quant_conv_matches_manual_reference():
     q.calibrate_weight("minmax")
     x = torch.randn(2, 3, 6, 6)
     q.set_act_qparams(*qparams_from_range(x.min(), x.max(), ACT))
-    wq = dequantize(quantize(conv.weight, q.weight_scale, q.weight_zp, q.weight_scheme), q.weight_scale,
-                    q.weight_zp, q.weight_scheme)
+    wq = dequantize(
+        quantize(conv.weight, q.weight_scale, q.weight_zp, q.weight_scheme),
+        q.weight_scale,
+        q.weight_zp,
+        q.weight_scheme,
+    )
     xq = dequantize(quantize(x, q.act_scale, q.act_zp, ACT), q.act_scale, q.act_zp, ACT)
     ref = F.conv2d(xq, wq, conv.bias, padding=1)
     assert torch.allclose(q(x), ref, atol=1e-5)
@@ -31,6 +35,7 @@ def test_quant_linear_observer_and_storage():
     lin = nn.Linear(10, 6)
     q = QuantLinear(lin, QScheme(bits=2), ACT)
     from slimkit.quant.observers import OBSERVERS
+
     q.act_observer = OBSERVERS.get("minmax")(ACT)
     x = torch.randn(5, 10)
     q.act_enabled = False
@@ -74,4 +79,6 @@ def test_onnx_export_yields_quantize_dequantize_linear():
         warnings.simplefilter("ignore")
         torch.onnx.export(q, (torch.randn(1, 3, 8, 8),), buf, dynamo=False, opset_version=13)
     ops = [n.op_type for n in onnx.load_from_string(buf.getvalue()).graph.node]
-    assert ops.count("QuantizeLinear") == 4 and ops.count("DequantizeLinear") == 4  # 2 inputs + 2 weights
+    assert (
+        ops.count("QuantizeLinear") == 4 and ops.count("DequantizeLinear") == 4
+    )  # 2 inputs + 2 weights

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from slimkit.quant.core import QScheme
-from slimkit.quant.observers import (ACIQ_PUBLISHED_GAUSS, ACIQ_PUBLISHED_LAPLACE, OBSERVERS, aciq_alpha,
-                                     aciq_mse, kl_threshold_bin)
+from slimkit.quant.observers import (
+    ACIQ_PUBLISHED_GAUSS,
+    ACIQ_PUBLISHED_LAPLACE,
+    OBSERVERS,
+    aciq_alpha,
+    aciq_mse,
+    kl_threshold_bin,
+)
 
 
 def test_registry_names_and_unknown():
@@ -53,7 +59,9 @@ def test_percentile_on_known_data():
     obs.update(x)
     _, hi = obs.range()
     assert float(hi) == pytest.approx(9900.0, abs=10000 / 2048 + 1)
-    aff = OBSERVERS.get("percentile")(QScheme(bits=8, symmetric=False, signed=False), percentile=90.0)
+    aff = OBSERVERS.get("percentile")(
+        QScheme(bits=8, symmetric=False, signed=False), percentile=90.0
+    )
     aff.update(x)
     lo, hi = aff.range()
     assert float(lo) == pytest.approx(1000.0, abs=6) and float(hi) == pytest.approx(9000.0, abs=6)
@@ -150,7 +158,9 @@ def test_aciq_alphas_derived_from_closed_form_match_paper():
         assert aciq_alpha(bits, "gauss") == pytest.approx(alpha, abs=0.02)
     # it is a minimum of the closed form
     a = aciq_alpha(4, "laplace")
-    assert aciq_mse(a, 4, "laplace") < min(aciq_mse(a * 0.9, 4, "laplace"), aciq_mse(a * 1.1, 4, "laplace"))
+    assert aciq_mse(a, 4, "laplace") < min(
+        aciq_mse(a * 0.9, 4, "laplace"), aciq_mse(a * 1.1, 4, "laplace")
+    )
 
 
 def test_aciq_closed_form_matches_monte_carlo():

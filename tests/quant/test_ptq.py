@@ -28,7 +28,9 @@ def test_w8a8_keeps_accuracy_and_attaches_qspec(trained):
     assert accuracy(q, x, y) >= acc - 0.01
     assert set(q.qspec) == {"conv1", "conv2", "fc"}
     entry = q.qspec["conv2"]
-    assert entry["weight_bits"] == 8 and entry["act_bits"] == 8 and entry["weight_scale"].shape == (8,)
+    assert (
+        entry["weight_bits"] == 8 and entry["act_bits"] == 8 and entry["weight_scale"].shape == (8,)
+    )
     assert '"weight_bits": 8' in qspec_to_json(q.qspec)
     # the input model is untouched and still float
     assert isinstance(trained.conv1, nn.Conv2d) and not isinstance(trained.conv1, QuantConv2d)
@@ -58,7 +60,9 @@ def test_layer_bits_and_skip(trained):
 @pytest.mark.parametrize("observer", ["minmax", "ema_minmax", "percentile", "mse", "kl", "aciq"])
 def test_every_observer_runs_end_to_end(trained, observer):
     x, y = blobs(128, seed=5)
-    q = quantize_ptq(trained, PTQConfig(observer=observer, weight_observer="minmax"), calib=[x[:64]])
+    q = quantize_ptq(
+        trained, PTQConfig(observer=observer, weight_observer="minmax"), calib=[x[:64]]
+    )
     assert accuracy(q, x, y) >= accuracy(trained, x, y) - 0.05
 
 
@@ -88,8 +92,14 @@ def test_empirical_bias_correction_reduces_mean_output_error(trained):
 def test_presets_and_registry():
     assert {"int8", "banner_w4a8", "dfq_int8"} <= set(PRESETS.names())
     banner = PRESETS.get("banner_w4a8")()
-    assert banner.weight_bits == 4 and banner.observer == "aciq" and banner.bias_correction == "empirical"
-    quantize(nn.Sequential(nn.Linear(2, 2)), PTQConfig(), calib=[torch.randn(3, 2)])  # loads the registry
+    assert (
+        banner.weight_bits == 4
+        and banner.observer == "aciq"
+        and banner.bias_correction == "empirical"
+    )
+    quantize(
+        nn.Sequential(nn.Linear(2, 2)), PTQConfig(), calib=[torch.randn(3, 2)]
+    )  # loads the registry
     assert "PTQConfig" in QUANTIZERS
 
 

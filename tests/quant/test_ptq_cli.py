@@ -17,7 +17,9 @@ def test_save_load_round_trip(tmp_path):
     x = torch.randn(8, 1, 28, 28)
     cfg = PTQConfig(weight_bits=4, act_bits=8, bias_correction=True)
     q = quantize_ptq(model, cfg, calib=[x])
-    path = save_quantized(tmp_path / "q.safetensors", q, arch="lenet5", config=cfg, arch_kwargs={"num_classes": 10})
+    path = save_quantized(
+        tmp_path / "q.safetensors", q, arch="lenet5", config=cfg, arch_kwargs={"num_classes": 10}
+    )
     back = load_quantized(path)
     with torch.no_grad():
         assert torch.equal(back(x), q(x))
@@ -45,7 +47,9 @@ def test_cli_parser_and_errors():
     args = parser.parse_args(["quantize", "lenet5", "--out", "x", "--method", "banner_w4a8"])
     cfg, _ = cli._config(args)
     assert cfg.weight_bits == 4 and cfg.observer == "aciq"
-    args = parser.parse_args(["quantize", "lenet5", "--out", "x", "--act-bits", "0", "--per-tensor"])
+    args = parser.parse_args(
+        ["quantize", "lenet5", "--out", "x", "--act-bits", "0", "--per-tensor"]
+    )
     cfg, _ = cli._config(args)
     assert cfg.act_bits is None and not cfg.per_channel
 
@@ -54,6 +58,18 @@ def test_cli_end_to_end_on_embedded_data(tmp_path):
     from slimkit.cli.main import main
 
     out = tmp_path / "l5.safetensors"
-    rc = main(["quantize", "lenet5", "--calib-data", "mnist5k", "--calib-size", "32", "--out", str(out),
-               "--qspec", str(tmp_path / "q.json")])
+    rc = main(
+        [
+            "quantize",
+            "lenet5",
+            "--calib-data",
+            "mnist5k",
+            "--calib-size",
+            "32",
+            "--out",
+            str(out),
+            "--qspec",
+            str(tmp_path / "q.json"),
+        ]
+    )
     assert rc == 0 and out.is_file() and (tmp_path / "q.json").read_text().startswith("{")

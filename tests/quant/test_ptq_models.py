@@ -31,7 +31,7 @@ def blobs(n=256, classes=4, seed=0):
     x = 0.3 * torch.randn(n, 1, 8, 8, generator=g)
     for i, c in enumerate(y.tolist()):
         r, col = divmod(c, 2)
-        x[i, 0, r * 4:(r + 1) * 4, col * 4:(col + 1) * 4] += 1.5
+        x[i, 0, r * 4 : (r + 1) * 4, col * 4 : (col + 1) * 4] += 1.5
     return x, y
 
 
@@ -43,7 +43,9 @@ def trained_smallnet(steps=40):
     params = list(model.parameters())
     vel = [torch.zeros_like(p) for p in params]
     model.train()
-    for _ in range(steps):  # plain momentum SGD: torch.optim's first use imports torch._dynamo (slow)
+    for _ in range(
+        steps
+    ):  # plain momentum SGD: torch.optim's first use imports torch._dynamo (slow)
         loss = nn.functional.cross_entropy(model(x), y)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():

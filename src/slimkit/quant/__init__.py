@@ -22,8 +22,16 @@ and loads quantized models (safetensors); `slimkit.quant.demo.demo_rows` builds 
 """
 
 from slimkit.quant.api import QUANTIZERS, calib_batches, quantize, register_quantizer
-from slimkit.quant.core import (QScheme, dequantize, fake_quantize, qparams_from_range, qspec_from_json,
-                                qspec_to_json, quantize as quantize_tensor, sqnr)
+from slimkit.quant.core import (
+    QScheme,
+    dequantize,
+    fake_quantize,
+    qparams_from_range,
+    qspec_from_json,
+    qspec_to_json,
+    quantize as quantize_tensor,
+    sqnr,
+)
 from slimkit.quant.fold import fold_bn
 from slimkit.quant.modules import QuantConv2d, QuantLinear
 from slimkit.quant.observers import OBSERVERS
@@ -33,9 +41,30 @@ from slimkit.quant.dfq import equalize_, replace_relu6
 from slimkit.quant.diagnostics import layer_sensitivity, layer_sqnr
 
 __all__ = [
-    "QScheme", "qparams_from_range", "quantize_tensor", "dequantize", "fake_quantize", "sqnr",
-    "qspec_to_json", "qspec_from_json", "OBSERVERS", "QuantConv2d", "QuantLinear", "fold_bn",
-    "QUANTIZERS", "register_quantizer", "quantize", "calib_batches", "PTQConfig", "PRESETS", "quantize_ptq",
-    "MixedConfig", "assign_bits", "quantize_mixed", "equalize_", "replace_relu6", "layer_sqnr",
+    "QScheme",
+    "qparams_from_range",
+    "quantize_tensor",
+    "dequantize",
+    "fake_quantize",
+    "sqnr",
+    "qspec_to_json",
+    "qspec_from_json",
+    "OBSERVERS",
+    "QuantConv2d",
+    "QuantLinear",
+    "fold_bn",
+    "QUANTIZERS",
+    "register_quantizer",
+    "quantize",
+    "calib_batches",
+    "PTQConfig",
+    "PRESETS",
+    "quantize_ptq",
+    "MixedConfig",
+    "assign_bits",
+    "quantize_mixed",
+    "equalize_",
+    "replace_relu6",
+    "layer_sqnr",
     "layer_sensitivity",
 ]

@@ -85,12 +85,16 @@ def calib_batches(calib: Any, limit: int | None = None) -> list[Tensor]:
     try:
         iterator = iter(items)
     except TypeError:
-        raise UserError(f"calibration data must be a tensor or an iterable of batches, "
-                        f"got {type(calib).__name__}") from None
+        raise UserError(
+            f"calibration data must be a tensor or an iterable of batches, "
+            f"got {type(calib).__name__}"
+        ) from None
     for item in iterator:
         x = item[0] if isinstance(item, (tuple, list)) else item
         if not isinstance(x, Tensor):
-            raise UserError(f"calibration batches must be tensors or (x, y) pairs, got {type(x).__name__}")
+            raise UserError(
+                f"calibration batches must be tensors or (x, y) pairs, got {type(x).__name__}"
+            )
         if x.numel() == 0:
             continue
         if limit is not None and seen + x.shape[0] > limit:

@@ -241,8 +241,12 @@ def qspec_from_json(text: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, entry in raw.items():
         e = dict(entry)
-        for key, dtype in (("weight_scale", torch.float32), ("act_scale", torch.float32),
-                           ("weight_zp", torch.int32), ("act_zp", torch.int32)):
+        for key, dtype in (
+            ("weight_scale", torch.float32),
+            ("act_scale", torch.float32),
+            ("weight_zp", torch.int32),
+            ("act_zp", torch.int32),
+        ):
             if e.get(key) is not None:
                 e[key] = torch.tensor(e[key], dtype=dtype)
         out[name] = e

@@ -18,10 +18,15 @@ from slimkit.quant.ptq import PRESETS, quantize_ptq
 __all__ = ["demo_rows"]
 
 
-def demo_rows(model: nn.Module, calib_loader: Any, calib_size: int = 512) -> list[tuple[str, nn.Module]]:
+def demo_rows(
+    model: nn.Module, calib_loader: Any, calib_size: int = 512
+) -> list[tuple[str, nn.Module]]:
     """[(name, quantized model)] for int8 PTQ and W4A8 Banner PTQ; `model` is not modified."""
     batches = calib_batches(calib_loader, calib_size)
     return [
         ("PTQ int8 (W8A8)", quantize_ptq(model, PRESETS.get("int8")(), batches)),
-        ("PTQ W4A8 (Banner: ACIQ + bias correction)", quantize_ptq(model, PRESETS.get("banner_w4a8")(), batches)),
+        (
+            "PTQ W4A8 (Banner: ACIQ + bias correction)",
+            quantize_ptq(model, PRESETS.get("banner_w4a8")(), batches),
+        ),
     ]

@@ -40,8 +40,15 @@ from torch import Tensor, nn
 from slimkit.quant.fold import find_conv_bn_pairs, trace
 from slimkit.quant.modules import QuantMixin
 
-__all__ = ["equalize_", "equalization_pairs", "replace_relu6", "input_expectations",
-           "clipped_normal_mean", "analytic_bias_correct_", "absorb_biases_"]
+__all__ = [
+    "equalize_",
+    "equalization_pairs",
+    "replace_relu6",
+    "input_expectations",
+    "clipped_normal_mean",
+    "analytic_bias_correct_",
+    "absorb_biases_",
+]
 
 _PASS_MODULES = (nn.Identity, nn.Dropout)
 _RELU_FUNCS = (torch.relu, F.relu, torch.nn.functional.relu)
@@ -89,7 +96,11 @@ def equalization_pairs(model: nn.Module) -> list[tuple[str, str]]:
             if act is not None and act == (0.0, math.inf) and not relu_seen:
                 cur, relu_seen = nxt, True
                 continue
-            if nxt.op == "call_module" and isinstance(mods.get(nxt.target), nn.Conv2d) and nxt.args[0] is cur:
+            if (
+                nxt.op == "call_module"
+                and isinstance(mods.get(nxt.target), nn.Conv2d)
+                and nxt.args[0] is cur
+            ):
                 c2 = mods[nxt.target]
                 if c2.groups == 1 or _depthwise(c2):
                     pairs.append((str(node.target), str(nxt.target)))
@@ -166,14 +177,19 @@ def input_expectations(model: nn.Module) -> dict[str, tuple[Tensor, str | None]]
     mods = dict(gm.named_modules())
     out: dict[str, tuple[Tensor, str | None]] = {}
     for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(mods.get(node.target), (nn.Conv2d, nn.Linear)):
+        if node.op != "call_module" or not isinstance(
+            mods.get(node.target), (nn.Conv2d, nn.Linear)
+        ):
             continue
         src, clip = node.args[0], (-math.inf, math.inf)
         while isinstance(src, fx.Node):
             m = mods.get(src.target) if src.op == "call_module" else None
-            if _is_pass(src, mods) or isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)) or (
-                src.op == "call_function" and src.target in (torch.flatten, torch.mean)
-            ) or (src.op == "call_method" and src.target in ("flatten", "mean")):
+            if (
+                _is_pass(src, mods)
+                or isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))
+                or (src.op == "call_function" and src.target in (torch.flatten, torch.mean))
+                or (src.op == "call_method" and src.target in ("flatten", "mean"))
+            ):
                 src = src.args[0]
                 continue
             act = _activation(src, mods)
@@ -181,21 +197,27 @@ def input_expectations(model: nn.Module) -> dict[str, tuple[Tensor, str | None]]
                 clip, src = act, src.args[0]
                 continue
             break
-        if not (isinstance(src, fx.Node) and src.op == "call_module"
-                and isinstance(mods.get(src.target), (nn.BatchNorm2d, nn.BatchNorm1d))):
+        if not (
+            isinstance(src, fx.Node)
+            and src.op == "call_module"
+            and isinstance(mods.get(src.target), (nn.BatchNorm2d, nn.BatchNorm1d))
+        ):
             continue
         bn = mods[src.target]
         gamma = bn.weight.detach() if bn.weight is not None else torch.ones(bn.num_features)
         beta = bn.bias.detach() if bn.bias is not None else torch.zeros(bn.num_features)
         prod = src.args[0]
-        producer = str(prod.target) if isinstance(prod, fx.Node) and prod.op == "call_module" else None
+        producer = (
+            str(prod.target) if isinstance(prod, fx.Node) and prod.op == "call_module" else None
+        )
         out[str(node.target)] = (clipped_normal_mean(beta, gamma, *clip), producer)
     return out
 
 
 @torch.no_grad()
-def analytic_bias_correct_(qmodel: nn.Module, float_model: nn.Module,
-                           scales: dict[str, Tensor] | None = None) -> nn.Module:
+def analytic_bias_correct_(
+    qmodel: nn.Module, float_model: nn.Module, scales: dict[str, Tensor] | None = None
+) -> nn.Module:
     """Data-free bias correction of a quantized model built from `float_model` (same fqns).
 
     `scales`: per-conv equalization scales from `equalize_` (inputs fed by an equalized
@@ -213,7 +235,9 @@ def analytic_bias_correct_(qmodel: nn.Module, float_model: nn.Module,
         if isinstance(layer, nn.Conv2d):
             if ex.numel() != layer.in_channels:
                 continue
-            shift = F.conv2d(ex.reshape(1, -1, 1, 1), eps.sum((2, 3), keepdim=True), groups=layer.groups)
+            shift = F.conv2d(
+                ex.reshape(1, -1, 1, 1), eps.sum((2, 3), keepdim=True), groups=layer.groups
+            )
             shift = shift.reshape(-1)
         else:
             if ex.numel() != layer.in_features:
@@ -226,8 +250,12 @@ def analytic_bias_correct_(qmodel: nn.Module, float_model: nn.Module,
 
 
 @torch.no_grad()
-def absorb_biases_(folded: nn.Module, float_model: nn.Module, scales: dict[str, Tensor] | None = None,
-                   n_sigma: float = 3.0) -> dict[str, Tensor]:
+def absorb_biases_(
+    folded: nn.Module,
+    float_model: nn.Module,
+    scales: dict[str, Tensor] | None = None,
+    n_sigma: float = 3.0,
+) -> dict[str, Tensor]:
     """High-bias absorption in place on a BN-folded (and possibly equalized) copy of
     `float_model`; returns the absorbed c per conv1 fqn. `scales` from `equalize_`."""
     bns = dict(find_conv_bn_pairs(float_model))

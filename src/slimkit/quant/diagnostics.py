@@ -28,7 +28,14 @@ from slimkit.quant.api import calib_batches
 from slimkit.quant.core import sqnr
 from slimkit.quant.modules import QuantMixin
 
-__all__ = ["layer_sqnr", "layer_sensitivity", "output_sqnr_metric", "accuracy_metric", "to_markdown", "plot"]
+__all__ = [
+    "layer_sqnr",
+    "layer_sensitivity",
+    "output_sqnr_metric",
+    "accuracy_metric",
+    "to_markdown",
+    "plot",
+]
 
 
 def _layers(qmodel: nn.Module) -> dict[str, QuantMixin]:
@@ -86,14 +93,19 @@ def layer_sqnr(qmodel: nn.Module, data: Any, limit: int | None = 256) -> list[di
             with _Flags(layers):
                 for m in layers.values():
                     m.enabled = False
-                hs = [m.register_forward_hook(lambda mod, i, o, n=n: ref_hook(mod, i, o, n))
-                      for n, m in layers.items()]
+                hs = [
+                    m.register_forward_hook(lambda mod, i, o, n=n: ref_hook(mod, i, o, n))
+                    for n, m in layers.items()
+                ]
                 try:
                     qmodel(x)
                 finally:
                     for h in hs:
                         h.remove()
-            hs = [m.register_forward_hook(lambda mod, i, o, n=n: q_hook(mod, i, o, n)) for n, m in layers.items()]
+            hs = [
+                m.register_forward_hook(lambda mod, i, o, n=n: q_hook(mod, i, o, n))
+                for n, m in layers.items()
+            ]
             try:
                 qmodel(x)
             finally:
@@ -111,14 +123,16 @@ def layer_sqnr(qmodel: nn.Module, data: Any, limit: int | None = 256) -> list[di
     rows = []
     for n, m in layers.items():
         a = acc[n]
-        rows.append({
-            "layer": n,
-            "type": type(m).__name__,
-            "weight_bits": m.weight_scheme.bits,
-            "act_bits": None if m.act_scheme is None else m.act_scheme.bits,
-            "sqnr_db": db(a[0], a[1]),
-            "local_sqnr_db": db(a[2], a[3]),
-        })
+        rows.append(
+            {
+                "layer": n,
+                "type": type(m).__name__,
+                "weight_bits": m.weight_scheme.bits,
+                "act_bits": None if m.act_scheme is None else m.act_scheme.bits,
+                "sqnr_db": db(a[0], a[1]),
+                "local_sqnr_db": db(a[2], a[3]),
+            }
+        )
     return rows
 
 
@@ -139,7 +153,9 @@ def accuracy_metric(loader: Iterable) -> Callable[[nn.Module], float]:
     return metric
 
 
-def output_sqnr_metric(data: Any, reference: nn.Module, limit: int | None = 256) -> Callable[[nn.Module], float]:
+def output_sqnr_metric(
+    data: Any, reference: nn.Module, limit: int | None = 256
+) -> Callable[[nn.Module], float]:
     """Label-free metric(model) -> SQNR (dB) of the model's output against `reference`'s."""
     batches = calib_batches(data, limit)
     with torch.no_grad():
@@ -153,8 +169,9 @@ def output_sqnr_metric(data: Any, reference: nn.Module, limit: int | None = 256)
 
 
 @torch.no_grad()
-def layer_sensitivity(qmodel: nn.Module, metric: Callable[[nn.Module], float],
-                      weights_only: bool = False) -> list[dict[str, Any]]:
+def layer_sensitivity(
+    qmodel: nn.Module, metric: Callable[[nn.Module], float], weights_only: bool = False
+) -> list[dict[str, Any]]:
     """Rows {layer, type, weight_bits, act_bits, metric}: `metric(qmodel)` with only that
     layer quantized (its weights and, unless weights_only, its input). Also a row
     {layer: "(none)"} with everything float and {layer: "(all)"} with everything quantized."""
@@ -165,17 +182,37 @@ def layer_sensitivity(qmodel: nn.Module, metric: Callable[[nn.Module], float],
     with _Flags(layers):
         for m in layers.values():
             m.enabled = False
-        rows.append({"layer": "(none)", "type": "-", "weight_bits": None, "act_bits": None,
-                     "metric": float(metric(qmodel))})
+        rows.append(
+            {
+                "layer": "(none)",
+                "type": "-",
+                "weight_bits": None,
+                "act_bits": None,
+                "metric": float(metric(qmodel)),
+            }
+        )
         for n, m in layers.items():
             m.weight_enabled = True
             m.act_enabled = m.act_scheme is not None and not weights_only
-            rows.append({"layer": n, "type": type(m).__name__, "weight_bits": m.weight_scheme.bits,
-                         "act_bits": None if m.act_scheme is None or weights_only else m.act_scheme.bits,
-                         "metric": float(metric(qmodel))})
+            rows.append(
+                {
+                    "layer": n,
+                    "type": type(m).__name__,
+                    "weight_bits": m.weight_scheme.bits,
+                    "act_bits": None if m.act_scheme is None or weights_only else m.act_scheme.bits,
+                    "metric": float(metric(qmodel)),
+                }
+            )
             m.enabled = False
-    rows.append({"layer": "(all)", "type": "-", "weight_bits": None, "act_bits": None,
-                 "metric": float(metric(qmodel))})
+    rows.append(
+        {
+            "layer": "(all)",
+            "type": "-",
+            "weight_bits": None,
+            "act_bits": None,
+            "metric": float(metric(qmodel)),
+        }
+    )
     qmodel.train(was_training)
     return rows
 
@@ -196,7 +233,9 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: str | Path, key: str = "sqnr_db", title: str | None = None) -> Path:
+def plot(
+    rows: list[dict[str, Any]], path: str | Path, key: str = "sqnr_db", title: str | None = None
+) -> Path:
     """Horizontal bar chart of `key` per layer written as PNG; the worst layer is red."""
     import matplotlib
 

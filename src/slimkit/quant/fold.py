@@ -69,10 +69,14 @@ def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
 def fold_conv_bn_weights(layer: nn.Module, bn: nn.Module) -> None:
     """Fold `bn` (eval statistics) into `layer` in place; `layer` gains a bias if it had none."""
     if bn.running_mean is None or bn.running_var is None:
-        raise UserError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
+        raise UserError(
+            "cannot fold a BatchNorm without running statistics (track_running_stats=False)"
+        )
     if bn.num_features != layer.weight.shape[0]:
-        raise UserError(f"BatchNorm has {bn.num_features} features but the layer has "
-                        f"{layer.weight.shape[0]} outputs")
+        raise UserError(
+            f"BatchNorm has {bn.num_features} features but the layer has "
+            f"{layer.weight.shape[0]} outputs"
+        )
     inv_std = torch.rsqrt(bn.running_var + bn.eps)
     gamma = bn.weight if bn.weight is not None else torch.ones_like(inv_std)
     beta = bn.bias if bn.bias is not None else torch.zeros_like(inv_std)

@@ -50,14 +50,20 @@ class MixedConfig:
             raise ValueError("candidates must name at least one bit width")
         for b in cands:
             if isinstance(b, bool) or not isinstance(b, int) or not MIN_BITS <= b <= MAX_BITS:
-                raise ValueError(f"candidate bits must be ints in [{MIN_BITS}, {MAX_BITS}], got {b!r}")
+                raise ValueError(
+                    f"candidate bits must be ints in [{MIN_BITS}, {MAX_BITS}], got {b!r}"
+                )
         object.__setattr__(self, "candidates", cands)
         if not cands[-1] <= self.budget_bits:
-            raise ValueError(f"budget_bits {self.budget_bits} is below the smallest candidate {cands[-1]}")
+            raise ValueError(
+                f"budget_bits {self.budget_bits} is below the smallest candidate {cands[-1]}"
+            )
         if not isinstance(self.base, PTQConfig):
             raise ValueError(f"base must be a PTQConfig, got {type(self.base).__name__}")
         if self.base.layer_bits:
-            raise ValueError("base.layer_bits must be empty: MixedConfig chooses the per-layer bits")
+            raise ValueError(
+                "base.layer_bits must be empty: MixedConfig chooses the per-layer bits"
+            )
         if self.calib_size < 1:
             raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
 
@@ -66,14 +72,18 @@ def _noise(sqnr_db: float) -> float:
     return 10.0 ** (-sqnr_db / 10.0)
 
 
-def assign_bits(model: nn.Module, calib: Any, config: MixedConfig) -> dict[str, tuple[int, int | None]]:
+def assign_bits(
+    model: nn.Module, calib: Any, config: MixedConfig
+) -> dict[str, tuple[int, int | None]]:
     """{layer fqn: (weight_bits, act_bits)} meeting `config.budget_bits` on average."""
     batches = calib_batches(calib, config.calib_size)
     metric = output_sqnr_metric(batches, fold_bn(model).eval(), limit=None)  # input left as is
     noise: dict[str, dict[int, float]] = {}
     sizes: dict[str, int] = {}
     for b in config.candidates:
-        q = quantize_ptq(model, replace(config.base, weight_bits=b, act_bits=config.act_bits), batches)
+        q = quantize_ptq(
+            model, replace(config.base, weight_bits=b, act_bits=config.act_bits), batches
+        )
         for row in layer_sensitivity(q, metric, weights_only=True):
             if row["layer"].startswith("("):
                 continue
@@ -96,7 +106,9 @@ def assign_bits(model: nn.Module, calib: Any, config: MixedConfig) -> dict[str, 
             if cost < best_cost:
                 best, best_cost = n, cost
         if best is None:
-            raise UserError(f"budget of {config.budget_bits} bits per weight cannot be met with {cands}")
+            raise UserError(
+                f"budget of {config.budget_bits} bits per weight cannot be met with {cands}"
+            )
         lower = cands[cands.index(bits[best]) + 1]
         current -= sizes[best] * (bits[best] - lower)
         bits[best] = lower
@@ -112,7 +124,9 @@ def quantize_mixed(model: nn.Module, config: MixedConfig, calib: Any) -> nn.Modu
 
 
 @register_quantizer(MixedConfig)
-def _mixed_handler(model: nn.Module, config: MixedConfig, *, calib: Any = None, **kwargs: Any) -> nn.Module:
+def _mixed_handler(
+    model: nn.Module, config: MixedConfig, *, calib: Any = None, **kwargs: Any
+) -> nn.Module:
     if kwargs:
         raise UserError(f"unexpected arguments for mixed precision: {sorted(kwargs)}")
     return quantize_mixed(model, config, calib)

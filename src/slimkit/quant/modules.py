@@ -40,7 +40,9 @@ class QuantMixin:
         if not isinstance(weight_scheme, QScheme):
             raise TypeError(f"weight_scheme must be a QScheme, got {type(weight_scheme).__name__}")
         if act_scheme is not None and not isinstance(act_scheme, QScheme):
-            raise TypeError(f"act_scheme must be a QScheme or None, got {type(act_scheme).__name__}")
+            raise TypeError(
+                f"act_scheme must be a QScheme or None, got {type(act_scheme).__name__}"
+            )
         if weight_scheme.per_channel and weight_scheme.ch_axis % self.weight.dim() != 0:
             raise ValueError("per-channel weight schemes must use ch_axis=0 (output channels)")
         if act_scheme is not None and act_scheme.per_channel:
@@ -121,13 +123,24 @@ class QuantMixin:
 class QuantConv2d(QuantMixin, nn.Conv2d):
     """Conv2d with fake-quantized input activation and weight."""
 
-    def __init__(self, conv: nn.Conv2d, weight_scheme: QScheme, act_scheme: QScheme | None = None) -> None:
+    def __init__(
+        self, conv: nn.Conv2d, weight_scheme: QScheme, act_scheme: QScheme | None = None
+    ) -> None:
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"QuantConv2d wraps an nn.Conv2d, got {type(conv).__name__}")
         nn.Conv2d.__init__(
-            self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-            conv.padding, conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
-            device=conv.weight.device, dtype=conv.weight.dtype,
+            self,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
         )
         with torch.no_grad():
             self.weight.copy_(conv.weight)
@@ -146,12 +159,18 @@ class QuantConv2d(QuantMixin, nn.Conv2d):
 class QuantLinear(QuantMixin, nn.Linear):
     """Linear with fake-quantized input activation and weight."""
 
-    def __init__(self, linear: nn.Linear, weight_scheme: QScheme, act_scheme: QScheme | None = None) -> None:
+    def __init__(
+        self, linear: nn.Linear, weight_scheme: QScheme, act_scheme: QScheme | None = None
+    ) -> None:
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"QuantLinear wraps an nn.Linear, got {type(linear).__name__}")
         nn.Linear.__init__(
-            self, linear.in_features, linear.out_features, linear.bias is not None,
-            device=linear.weight.device, dtype=linear.weight.dtype,
+            self,
+            linear.in_features,
+            linear.out_features,
+            linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
         )
         with torch.no_grad():
             self.weight.copy_(linear.weight)
@@ -168,4 +187,7 @@ class QuantLinear(QuantMixin, nn.Linear):
 
 
 # float type -> quantized wrapper; the order matters only for subclasses (checked first)
-QUANT_MODULES: dict[type[nn.Module], type[nn.Module]] = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
+QUANT_MODULES: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Conv2d: QuantConv2d,
+    nn.Linear: QuantLinear,
+}

@@ -158,11 +158,14 @@ class HistogramObserver(Observer):
             for c in range(C):
                 if new_lo[c] < self.edges_lo[c] or new_hi[c] > self.edges_hi[c]:
                     centres = self._centres(c)
-                    self.hist[c] = np.histogram(centres, self.bins, (new_lo[c], new_hi[c]),
-                                                weights=self.hist[c])[0]
+                    self.hist[c] = np.histogram(
+                        centres, self.bins, (new_lo[c], new_hi[c]), weights=self.hist[c]
+                    )[0]
             self.edges_lo, self.edges_hi = new_lo, new_hi
         for c in range(C):
-            self.hist[c] += np.histogram(data[c], self.bins, (self.edges_lo[c], self.edges_hi[c]))[0]
+            self.hist[c] += np.histogram(data[c], self.bins, (self.edges_lo[c], self.edges_hi[c]))[
+                0
+            ]
 
     def _centres(self, c: int) -> np.ndarray:
         w = (self.edges_hi[c] - self.edges_lo[c]) / self.bins
@@ -210,7 +213,9 @@ class PercentileObserver(HistogramObserver):
         return self._quantile(c, 1.0 - p), self._quantile(c, p)
 
 
-def _grid_mse(centres: np.ndarray, counts: np.ndarray, lo: float, hi: float, scheme: QScheme) -> float:
+def _grid_mse(
+    centres: np.ndarray, counts: np.ndarray, lo: float, hi: float, scheme: QScheme
+) -> float:
     """E[(x - Q(x))^2] of histogram mass at `centres` under the scheme fitted to [lo, hi]."""
     scale, zp = qparams_from_range(torch.tensor(lo), torch.tensor(hi), scheme)
     s, z = float(scale), int(zp)
@@ -389,7 +394,9 @@ class ACIQObserver(Observer):
         if self.sum is None:
             self.sum, self.sumsq, self.sumabs = parts
         else:
-            self.sum, self.sumsq, self.sumabs = (a + b for a, b in zip((self.sum, self.sumsq, self.sumabs), parts))
+            self.sum, self.sumsq, self.sumabs = (
+                a + b for a, b in zip((self.sum, self.sumsq, self.sumabs), parts)
+            )
         self.n += v.shape[1]
 
     def _range(self) -> tuple[Tensor, Tensor]:

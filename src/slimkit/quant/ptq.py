@@ -35,8 +35,17 @@ from slimkit.quant.fold import _set_submodule, fold_bn
 from slimkit.quant.modules import QUANT_MODULES, QuantMixin
 from slimkit.quant.observers import OBSERVERS
 
-__all__ = ["PTQConfig", "quantize_ptq", "prepare", "calibrate_", "bias_correct_", "quant_layers",
-           "build_qspec", "PRESETS", "BIAS_CORRECTIONS"]
+__all__ = [
+    "PTQConfig",
+    "quantize_ptq",
+    "prepare",
+    "calibrate_",
+    "bias_correct_",
+    "quant_layers",
+    "build_qspec",
+    "PRESETS",
+    "BIAS_CORRECTIONS",
+]
 
 _BIAS_CORRECTION = (False, True, "empirical", "analytic")
 
@@ -45,8 +54,10 @@ def _check_bits(value: Any, what: str, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or not MIN_BITS <= value <= MAX_BITS:
-        raise ValueError(f"{what} must be an int in [{MIN_BITS}, {MAX_BITS}]"
-                         f"{' or None' if allow_none else ''}, got {value!r}")
+        raise ValueError(
+            f"{what} must be an int in [{MIN_BITS}, {MAX_BITS}]"
+            f"{' or None' if allow_none else ''}, got {value!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -85,25 +96,36 @@ class PTQConfig:
             if name not in OBSERVERS:
                 raise ValueError(f"unknown {what} {name!r}; known: {', '.join(OBSERVERS.names())}")
         if self.bias_correction not in _BIAS_CORRECTION:
-            raise ValueError(f"bias_correction must be one of {_BIAS_CORRECTION}, got {self.bias_correction!r}")
+            raise ValueError(
+                f"bias_correction must be one of {_BIAS_CORRECTION}, got {self.bias_correction!r}"
+            )
         if isinstance(self.skip, str):
             raise ValueError("skip must be a tuple of fqn globs, not a string")
         object.__setattr__(self, "skip", tuple(self.skip))
         lb = dict(self.layer_bits)
         for glob, bits in lb.items():
             if not isinstance(bits, (tuple, list)) or len(bits) != 2:
-                raise ValueError(f"layer_bits[{glob!r}] must be (weight_bits, act_bits), got {bits!r}")
+                raise ValueError(
+                    f"layer_bits[{glob!r}] must be (weight_bits, act_bits), got {bits!r}"
+                )
             _check_bits(bits[0], f"layer_bits[{glob!r}] weight bits")
             _check_bits(bits[1], f"layer_bits[{glob!r}] act bits", allow_none=True)
             lb[glob] = (bits[0], bits[1])
         object.__setattr__(self, "layer_bits", lb)
         object.__setattr__(self, "observer_kwargs", dict(self.observer_kwargs))
-        if self.calib_size is not None and (not isinstance(self.calib_size, int) or self.calib_size < 1):
+        if self.calib_size is not None and (
+            not isinstance(self.calib_size, int) or self.calib_size < 1
+        ):
             raise ValueError(f"calib_size must be a positive int or None, got {self.calib_size!r}")
 
     def schemes(self, wbits: int, abits: int | None) -> tuple[QScheme, QScheme | None]:
-        w = QScheme(bits=wbits, symmetric=self.symmetric_weights, per_channel=self.per_channel,
-                    ch_axis=0, signed=True)
+        w = QScheme(
+            bits=wbits,
+            symmetric=self.symmetric_weights,
+            per_channel=self.per_channel,
+            ch_axis=0,
+            signed=True,
+        )
         a = None if abits is None else QScheme(bits=abits, symmetric=False, signed=False)
         return w, a
 
@@ -121,15 +143,22 @@ def _int8() -> PTQConfig:
 @PRESETS.register("banner_w4a8")
 def _banner() -> PTQConfig:
     """Banner et al. 2019: per-channel 4-bit weights, ACIQ clipping, bias correction."""
-    return PTQConfig(weight_bits=4, act_bits=8, per_channel=True, observer="aciq",
-                     weight_observer="aciq", bias_correction="empirical")
+    return PTQConfig(
+        weight_bits=4,
+        act_bits=8,
+        per_channel=True,
+        observer="aciq",
+        weight_observer="aciq",
+        bias_correction="empirical",
+    )
 
 
 @PRESETS.register("dfq_int8")
 def _dfq() -> PTQConfig:
     """Nagel et al. 2019: per-tensor int8 with equalization and data-free bias correction."""
-    return PTQConfig(weight_bits=8, act_bits=8, per_channel=False, equalize=True,
-                     bias_correction="analytic")
+    return PTQConfig(
+        weight_bits=8, act_bits=8, per_channel=False, equalize=True, bias_correction="analytic"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -159,15 +188,22 @@ def _plan(model: nn.Module, config: PTQConfig) -> dict[str, tuple[int, int | Non
                     bits = lb
                     break
             plan[name] = bits
-        elif any(True for _ in mod.parameters(recurse=False)) and not isinstance(mod, _PARAM_FREE_OK):
+        elif any(True for _ in mod.parameters(recurse=False)) and not isinstance(
+            mod, _PARAM_FREE_OK
+        ):
             raise UserError(
                 f"layer {name!r} ({type(mod).__name__}) is not supported by post-training "
                 f"quantization; supported: Conv2d, Linear. Add it to skip=(...) to keep it float"
             )
-    for globs, used, what in ((config.skip, used_skip, "skip"), (tuple(config.layer_bits), used_bits, "layer_bits")):
+    for globs, used, what in (
+        (config.skip, used_skip, "skip"),
+        (tuple(config.layer_bits), used_bits, "layer_bits"),
+    ):
         unused = [g for g in globs if g not in used]
         if unused:
-            raise UserError(f"{what} glob(s) {unused} match no layer; layers: {sorted(plan) or '(none)'}")
+            raise UserError(
+                f"{what} glob(s) {unused} match no layer; layers: {sorted(plan) or '(none)'}"
+            )
     return plan
 
 
@@ -180,7 +216,10 @@ def prepare(model: nn.Module, config: PTQConfig) -> nn.Module:
     """New eval-mode model: BN folded (and equalized if asked), conv/linear wrapped, uncalibrated."""
     out = fold_bn(model).eval()
     if config.equalize or config.bias_absorption:
-        from slimkit.quant.dfq import absorb_biases_, equalize_  # dfq builds on this module's pieces
+        from slimkit.quant.dfq import (
+            absorb_biases_,
+            equalize_,
+        )  # dfq builds on this module's pieces
 
         scales = equalize_(out) if config.equalize else {}
         out._dfq_scales = scales  # type: ignore[attr-defined]
@@ -198,13 +237,17 @@ def calibrate_(qmodel: nn.Module, batches: list[Tensor], config: PTQConfig) -> n
     """Set weight qparams from the weights and activation qparams from `batches` (float run)."""
     layers = quant_layers(qmodel)
     if not layers:
-        raise UserError("the model has no Conv2d / Linear layer to quantize "
-                        "(a bare layer must be wrapped, e.g. in nn.Sequential)")
+        raise UserError(
+            "the model has no Conv2d / Linear layer to quantize "
+            "(a bare layer must be wrapped, e.g. in nn.Sequential)"
+        )
     for layer in layers.values():
         layer.calibrate_weight(config.weight_observer)
         layer.enabled = False
         if layer.act_scheme is not None:
-            layer.act_observer = OBSERVERS.get(config.observer)(layer.act_scheme, **config.observer_kwargs)
+            layer.act_observer = OBSERVERS.get(config.observer)(
+                layer.act_scheme, **config.observer_kwargs
+            )
     try:
         run_batches(qmodel, batches)
     finally:
@@ -231,13 +274,15 @@ def _channel_sum(y: Tensor) -> tuple[Tensor, int]:
 
 
 @torch.no_grad()
-def _output_means(qmodel: nn.Module, batches: list[Tensor], names: list[str],
-                  stop_after: str | None = None) -> dict[str, Tensor]:
+def _output_means(
+    qmodel: nn.Module, batches: list[Tensor], names: list[str], stop_after: str | None = None
+) -> dict[str, Tensor]:
     """Per-channel mean output of the named layers over the batches (optionally stopping
     the forward right after `stop_after`)."""
     acc: dict[str, list[Any]] = {n: [None, 0] for n in names}
     handles = []
     for n in names:
+
         def hook(mod: nn.Module, inputs: Any, output: Tensor, n: str = n) -> None:
             s, k = _channel_sum(output)
             acc[n][0] = s if acc[n][0] is None else acc[n][0] + s
@@ -287,7 +332,9 @@ def bias_correct_(qmodel: nn.Module, batches: list[Tensor]) -> nn.Module:
 
 
 # bias correction modes: fn(qmodel, float_model, calib_batches) -> None (in place)
-BIAS_CORRECTIONS: Registry[Callable[[nn.Module, nn.Module, list[Tensor]], Any]] = Registry("bias correction")
+BIAS_CORRECTIONS: Registry[Callable[[nn.Module, nn.Module, list[Tensor]], Any]] = Registry(
+    "bias correction"
+)
 
 
 @BIAS_CORRECTIONS.register("empirical")
@@ -322,7 +369,9 @@ def quantize_ptq(model: nn.Module, config: PTQConfig | None = None, calib: Any =
 
 
 @register_quantizer(PTQConfig)
-def _ptq_handler(model: nn.Module, config: PTQConfig, *, calib: Any = None, **kwargs: Any) -> nn.Module:
+def _ptq_handler(
+    model: nn.Module, config: PTQConfig, *, calib: Any = None, **kwargs: Any
+) -> nn.Module:
     if kwargs:
         raise UserError(f"unexpected arguments for PTQ: {sorted(kwargs)}")
     return quantize_ptq(model, config, calib)

@@ -43,8 +43,14 @@ def _config_from_json(text: str) -> PTQConfig:
     return PTQConfig(**d)
 
 
-def save_quantized(path: str | os.PathLike, qmodel: nn.Module, *, arch: str, config: PTQConfig,
-                   arch_kwargs: Mapping[str, Any] | None = None) -> Path:
+def save_quantized(
+    path: str | os.PathLike,
+    qmodel: nn.Module,
+    *,
+    arch: str,
+    config: PTQConfig,
+    arch_kwargs: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a PTQ model (from `quantize_ptq(zoo.create(arch, **arch_kwargs), config, ...)`)."""
     from safetensors.torch import save_file
 
