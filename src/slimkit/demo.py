@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
