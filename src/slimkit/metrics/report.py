@@ -170,15 +170,16 @@ class Report:
                            s=50, label=f"{i + 1}. {text}")
                 ax.annotate(str(i + 1), (x * scale, m.accuracy * 100),
                             textcoords="offset points", xytext=(5, 4), fontsize=9)
-            ax.set_xlabel(label)
+            ax.set_xscale("log")  # sizes and latencies span orders of magnitude
+            ax.set_xlabel(f"{label}, log scale")
             ax.set_ylabel("top-1 accuracy (%)")
             ax.grid(alpha=0.3)
         handles, labels = axes[0].get_legend_handles_labels()
         if handles:
-            fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)),
+            fig.legend(handles, labels, loc="lower center", ncol=min(2, len(labels)),
                        fontsize=8, frameon=False)
         fig.suptitle(self.title)
-        rows_of_legend = -(-len(labels) // 3) if handles else 0
+        rows_of_legend = -(-len(labels) // 2) if handles else 0
         fig.tight_layout(rect=(0, 0.06 * rows_of_legend, 1, 1))
         fig.savefig(path, dpi=100)
         plt.close(fig)
