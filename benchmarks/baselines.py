@@ -180,9 +180,11 @@ def write_report(path: Path, rows: dict[str, dict], threads: int) -> None:
             f"- data: {r['dataset']}, {r['train_items']} training items, {r['test_items']} test "
             f"items; batch {r['batch_size']}, lr {r['lr']}, augmentation "
             f"{'pad-4 crop + flip' if r['augment'] else 'none'}",
-            f"- budget {r['budget_s']} s -> {r.get('planned_steps', '?')} planned steps "
-            f"({r['planned_epochs']} epochs, the last possibly partial), {r.get('steps', '?')} "
-            f"steps run ({r.get('epochs_run', r['epochs'])} epochs); "
+            (f"- budget {r['budget_s']} s -> {r['planned_steps']} planned steps "
+             f"({r['planned_epochs']} epochs, the last possibly partial), {r['steps']} "
+             f"steps run ({r['epochs_run']} epochs); " if "planned_steps" in r else
+             f"- budget {r['budget_s']} s -> {r['planned_epochs']} planned epochs, "
+             f"{r['epochs']} run; ")
             f"mean epoch {r['epoch_s']} s (incl. test pass), mean train step {r['step_ms']} ms",
             f"- test top-1 per epoch (%): {curve}",
             f"- saved: `{r['checkpoint']}`",
