@@ -142,6 +142,14 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _budget_line(r: dict) -> str:
+    if "planned_steps" not in r:  # rows from the whole-epoch planner
+        return f"- budget {r['budget_s']} s -> {r['planned_epochs']} planned epochs, {r['epochs']} run; "
+    return (f"- budget {r['budget_s']} s -> {r['planned_steps']} planned steps "
+            f"({r['planned_epochs']} epochs, the last possibly partial), {r['steps']} steps run "
+            f"({r['epochs_run']} epochs); ")
+
+
 def write_report(path: Path, rows: dict[str, dict], threads: int) -> None:
     order = [m for m in SETUPS if m in rows]
     lines = [
@@ -180,12 +188,8 @@ def write_report(path: Path, rows: dict[str, dict], threads: int) -> None:
             f"- data: {r['dataset']}, {r['train_items']} training items, {r['test_items']} test "
             f"items; batch {r['batch_size']}, lr {r['lr']}, augmentation "
             f"{'pad-4 crop + flip' if r['augment'] else 'none'}",
-            (f"- budget {r['budget_s']} s -> {r['planned_steps']} planned steps "
-             f"({r['planned_epochs']} epochs, the last possibly partial), {r['steps']} "
-             f"steps run ({r['epochs_run']} epochs); " if "planned_steps" in r else
-             f"- budget {r['budget_s']} s -> {r['planned_epochs']} planned epochs, "
-             f"{r['epochs']} run; ")
-            f"mean epoch {r['epoch_s']} s (incl. test pass), mean train step {r['step_ms']} ms",
+            _budget_line(r) + f"mean epoch {r['epoch_s']} s (incl. test pass), "
+            f"mean train step {r['step_ms']} ms",
             f"- test top-1 per epoch (%): {curve}",
             f"- saved: `{r['checkpoint']}`",
             *([f"- note: {r['note']}"] if r.get("note") else []),
