@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from slimkit.deploy.onnx_export import OrtModule
+
 INPUT_SHAPE = (1, 28, 28)
 
 
@@ -57,7 +59,7 @@ def onnx_fp32_rows(ctx: "DemoContext") -> list[DemoRow]:
     from slimkit.deploy.onnx_export import export_onnx
 
     path = export_onnx(ctx.model, INPUT_SHAPE, Path(ctx.out) / "lenet5-fp32.onnx")
-    return [DemoRow("fp32, onnxruntime (no compression)", ctx.model, deployed=_OrtModule(path))]
+    return [DemoRow("fp32, onnxruntime (no compression)", ctx.model, deployed=OrtModule(path))]
 
 
 def pruning_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -102,7 +104,7 @@ def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
         abits = max((s.get("act_bits", 8) for s in bits.values()), default=8)
         path = Path(ctx.out) / f"lenet5-w{wbits}a{abits}.onnx"
         out.append(DemoRow(f"{name}, onnxruntime int8", m, weight_bits=wbits, act_bits=abits,
-                           deployed=_OrtModule(_export_int8(m, path, ctx.calib_loader)),
+                           deployed=OrtModule(_export_int8(m, path, ctx.calib_loader)),
                            extra={"file": str(path)}))
     return out
 
@@ -112,19 +114,6 @@ def _export_int8(simulated: nn.Module, path: Path, calib) -> Path:
     from slimkit.deploy.onnx_int8 import export_int8_onnx
 
     return export_int8_onnx(simulated, INPUT_SHAPE, path, calib=calib)
-
-
-class _OrtModule(nn.Module):
-    """An onnxruntime session behind nn.Module's call, so it is timed like any model."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        from slimkit.deploy.onnx_export import OnnxModel
-
-        self.session = OnnxModel(path, threads=torch.get_num_threads())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(x.numpy()))
 
 
 def distill_rows(ctx: "DemoContext") -> list[DemoRow]:

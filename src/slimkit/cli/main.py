@@ -8,7 +8,7 @@ import sys
 from typing import Sequence
 
 # Each command lives in slimkit/cli/<name>.py and exposes add_parser(subparsers) and run(args).
-COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "demo")
+COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "run", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

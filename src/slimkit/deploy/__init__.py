@@ -18,6 +18,7 @@ from typing import Any
 _EXPORTS = {
     "ExportError": "onnx_export",
     "OnnxModel": "onnx_export",
+    "OrtModule": "onnx_export",
     "export_onnx": "onnx_export",
     "export_int8_onnx": "onnx_int8",
     "int8_session": "onnx_int8",

@@ -138,3 +138,19 @@ class OnnxModel:
     @property
     def size_bytes(self) -> int:
         return self.path.stat().st_size
+
+
+class OrtModule(nn.Module):
+    """An onnxruntime session behind ``nn.Module``'s call, so a deployed ONNX model is timed,
+    evaluated and reported exactly like a torch model (inputs and outputs are tensors)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        self.onnx = OnnxModel(path, threads=threads or torch.get_num_threads())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.onnx.run(x.detach().cpu().numpy()))
+
+    def storage_bytes(self) -> int:
+        """The ONNX file's size on disk (weights plus graph)."""
+        return self.onnx.size_bytes
