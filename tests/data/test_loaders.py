@@ -97,3 +97,19 @@ def test_reused_loader_augments_each_epoch_afresh():
 def test_embedded_sets_take_no_root(tmp_path):
     with pytest.raises(ValueError, match="embedded and takes no root"):
         data.load("mnist5k", root=tmp_path)
+
+
+def test_augmentation_reseeds_per_epoch_for_exact_resume():
+    import torch
+
+    from slimkit.data.transforms import CropFlipCollate
+
+    batch = [(torch.arange(3 * 8 * 8, dtype=torch.float32).reshape(3, 8, 8), 0)] * 4
+    a, b = CropFlipCollate(seed=3), CropFlipCollate(seed=3)
+    a.set_epoch(2)
+    first = a(batch)[0]
+    a(batch)  # later batches of epoch 2 move a's generator on
+    b.set_epoch(2)  # a resumed run starts epoch 2 afresh
+    assert torch.equal(b(batch)[0], first)
+    b.set_epoch(3)
+    assert not torch.equal(b(batch)[0], first)

@@ -41,14 +41,21 @@ class CropFlipCollate:
     def __init__(self, padding: int = 4, seed: int = 0) -> None:
         self.padding = padding
         self.seed = seed
+        self.epoch = 0
         self._gen: torch.Generator | None = None
         self._worker: int | None = -1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed from (seed, epoch) so a resumed run crops and flips exactly as before."""
+        self.epoch = int(epoch)
+        self._gen = None
 
     def _generator(self) -> torch.Generator:
         info = get_worker_info()
         worker = None if info is None else info.id
         if self._gen is None or worker != self._worker:
-            self._gen = torch.Generator().manual_seed(self.seed * 1009 + (0 if worker is None else worker + 1))
+            base = (self.seed * 1009 + self.epoch) * 7919
+            self._gen = torch.Generator().manual_seed(base + (0 if worker is None else worker + 1))
             self._worker = worker
         return self._gen
 
