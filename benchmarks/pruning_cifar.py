@@ -33,14 +33,8 @@ def latency(model: nn.Module, args) -> list[float]:
     out = []
     for b in (1, 64):
         reps = args.repeats if b == 1 else max(3, args.repeats // 5)
-        out.append(
-            measure_latency(
-                model, SHAPE, batch_size=b, warmup=10, repeats=reps, threads=1
-            ).median_ms
-        )
-        out.append(
-            onnx_latency(model, SHAPE, batch_size=b, warmup=10, repeats=reps, threads=1).median_ms
-        )
+        out.append(measure_latency(model, SHAPE, batch_size=b, warmup=10, repeats=reps, threads=1).median_ms)
+        out.append(onnx_latency(model, SHAPE, batch_size=b, warmup=10, repeats=reps, threads=1).median_ms)
     return out
 
 
@@ -53,9 +47,8 @@ def main() -> None:
     p.add_argument("--slim-penalty", type=float, default=1e-4)
     p.add_argument("--calib-batches", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument(
-        "--methods", nargs="+", default=["l1_filter", "random", "slimming", "sfp", "channel_lasso"]
-    )
+    p.add_argument("--latency-rounds", type=int, default=5)
+    p.add_argument("--methods", nargs="+", default=["l1_filter", "random", "slimming", "sfp", "channel_lasso"])
     p.add_argument("--out", default=str(HERE / "results" / "pruning_cifar.md"))
     args = p.parse_args()
     torch.manual_seed(0)
@@ -68,9 +61,7 @@ def main() -> None:
     base_macs = count_macs(model, SHAPE).total
     rows = []
 
-    def record(
-        name: str, pruned: nn.Module, before: float | None, after: float, ratio: float, secs: float
-    ):
+    def record(name: str, pruned: nn.Module, before: float | None, after: float, ratio: float, secs: float):
         rows.append(
             (
                 name,
@@ -84,8 +75,7 @@ def main() -> None:
             )
         )
         print(
-            f"{name}: before {before}, after {after:.4f}, MACs {rows[-1][4] / base_macs:.3f}, "
-            f"{secs:.0f} s",
+            f"{name}: before {before}, after {after:.4f}, MACs {rows[-1][4] / base_macs:.3f}, {secs:.0f} s",
             flush=True,
         )
 
@@ -152,10 +142,10 @@ def main() -> None:
             time.time() - t,
         )
 
-    # latency: two interleaved rounds over all models, the faster of the two kept (the machine is
-    # shared; interleaving exposes every model to the same load)
+    # latency: interleaved rounds over all models, the fastest round kept per model (the machine
+    # is shared; interleaving exposes every model to the same load)
     lat = [[float("inf")] * 4 for _ in rows]
-    for _ in range(2):
+    for _ in range(args.latency_rounds):
         for i, r in enumerate(rows):
             lat[i] = [min(a, b) for a, b in zip(lat[i], latency(r[5], args))]
     rows = [(*r[:5], lat[i], *r[6:]) for i, r in enumerate(rows)]
@@ -176,7 +166,7 @@ def main() -> None:
         "is its soft-pruning training (its 'before' = zeroed once and removed without training); "
         "LASSO's 'before' is after reconstruction from "
         f"{args.calib_batches} calibration batches of 128. Latency: median ms, 1 thread, torch eager "
-        "and onnxruntime CPU, measured after all training in two interleaved rounds (best of the two), "
+        f"and onnxruntime CPU, measured after all training in {args.latency_rounds} interleaved rounds (best round kept), "
         "on a shared, loaded 2-core machine (noisy). "
         f"Whole run took {time.time() - t_start:.0f} s.",
         "",
