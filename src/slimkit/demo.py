@@ -116,6 +116,20 @@ def _export_int8(simulated: nn.Module, path: Path, calib) -> Path:
     return export_int8_onnx(simulated, INPUT_SHAPE, path, calib=calib)
 
 
+def lowrank_rows(ctx: "DemoContext") -> list[DemoRow]:
+    """Kim et al. 2016: Tucker-2 of conv2 with ranks chosen by VBMF, plus SVD of fc1 keeping
+    half its MACs (Table 6's two sites), then one epoch of fine-tuning."""
+    from slimkit.lowrank import LowRankConfig, decompose
+    from slimkit.train import fit
+
+    model = decompose(ctx.model, LowRankConfig(method="tucker", rank_selection="vbmf",
+                                               layers=("conv2",)), input_shape=INPUT_SHAPE)
+    model = decompose(model, LowRankConfig(method="svd", rank_selection="macs", budget=0.5,
+                                           layers=("fc1",)), input_shape=INPUT_SHAPE)
+    fit(model, ctx.train_loader, epochs=1, lr=0.01, seed=ctx.seed, progress=False)
+    return [DemoRow("low-rank: Tucker-2 conv2 (VBMF ranks) + SVD fc1 (1/2 MACs)", model.eval())]
+
+
 def distill_rows(ctx: "DemoContext") -> list[DemoRow]:
     """Hinton et al. 2015: LeNet-300-100 (an MLP with 62% of LeNet-5's weights and 12% of
     its MACs) trained on LeNet-5's soft targets, against the same MLP trained alone."""
@@ -135,7 +149,8 @@ def distill_rows(ctx: "DemoContext") -> list[DemoRow]:
 
 # Row producers, in table order; a family whose module is absent is skipped.
 PRODUCERS: tuple[Callable[["DemoContext"], list[DemoRow]], ...] = (
-    onnx_fp32_rows, fp16_rows, pruning_rows, deep_compression_rows, quant_rows, distill_rows)
+    onnx_fp32_rows, fp16_rows, pruning_rows, deep_compression_rows, quant_rows, lowrank_rows,
+    distill_rows)
 
 
 @dataclass

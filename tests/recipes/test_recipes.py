@@ -72,3 +72,12 @@ def test_chain_runs_and_each_step_is_measured(tmp_path):
     assert quantized.ratios.r_p < pruned.ratios.r_p / 3  # int8 weights: about 4x fewer bytes
     assert (tmp_path / "recipe.resolved.yaml").exists()
     assert (tmp_path / "quantized-int8.onnx").exists()
+
+
+def test_shipped_recipes_are_valid():
+    from pathlib import Path
+
+    shipped = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+    assert shipped, "the repository ships example recipes"
+    for path in shipped:
+        assert load_recipe(path).steps

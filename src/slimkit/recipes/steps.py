@@ -161,8 +161,7 @@ def _lowrank_config(params):
 def _lowrank(model, cfg, ctx):
     from slimkit.lowrank import decompose
 
-    result = decompose(model, cfg)
-    return getattr(result, "model", result)
+    return decompose(model, cfg, input_shape=tuple(ctx.example_inputs.shape[1:]))
 
 
 STEPS.register("lowrank")(Step(_lowrank_config, _lowrank))
