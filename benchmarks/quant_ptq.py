@@ -68,7 +68,11 @@ def get_model(
     if ckpt.is_file():
         from slimkit.train import load_model
 
-        return load_model(ckpt).eval(), f"checkpoint {ckpt.name}"
+        from slimkit.train import read_model_file
+
+        meta = read_model_file(ckpt).get("meta", {})
+        desc = ", ".join(f"{k} {meta[k]}" for k in ("epochs", "steps", "top1") if k in meta)
+        return load_model(ckpt).eval(), f"checkpoint {ckpt.name}: {desc}"
     cached = CACHE / f"{name}_{n_train}_{epochs}.pt"
     model = zoo.create(name, num_classes=10, in_channels=train[0][0].shape[0])
     origin = f"trained here: {epochs} epochs on {n_train} training images (SGD one-cycle), no checkpoint found"
