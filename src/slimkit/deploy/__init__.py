@@ -7,6 +7,10 @@
 - ``torch_int8``: torch's x86 int8 backend via FX graph mode (``convert_torch_int8``,
   ``float_modules``, ``state_dict_bytes``).
 
+- ``deep_compression``: ``save_compressed`` / ``load_compressed`` (pruned + k-means-shared
+  models as a compact safetensors file, relative indices, optional Huffman coding);
+  ``packing`` (sub-8-bit codes packed into bytes) and ``huffman`` (canonical Huffman).
+
 Submodules are imported on first use so that ``import slimkit.deploy`` stays cheap.
 """
 
@@ -28,6 +32,13 @@ _EXPORTS = {
     "convert_torch_int8": "torch_int8",
     "float_modules": "torch_int8",
     "state_dict_bytes": "torch_int8",
+    "save_compressed": "deep_compression",
+    "load_compressed": "deep_compression",
+    "pack_bits": "packing",
+    "unpack_bits": "packing",
+    "packed_nbytes": "packing",
+    "huffman_encode": "huffman",
+    "huffman_decode": "huffman",
 }
 
 __all__ = sorted(_EXPORTS)
