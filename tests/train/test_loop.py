@@ -178,3 +178,20 @@ def test_bad_arguments_name_the_value(kw, match):
 def test_non_hook_is_rejected():
     with pytest.raises(TypeError, match="Hook"):
         fit(mlp(), loader(blobs(32)), epochs=1, hooks=[object()], progress=False)
+
+
+def test_divergence_stops_with_a_clear_error():
+    import pytest
+    import torch
+
+    from slimkit.errors import UserError
+    from slimkit.train import fit
+
+    model = torch.nn.Linear(4, 2)
+    x = torch.randn(32, 4)
+    x[0, 0] = float("inf")  # one bad input poisons the loss
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.zeros(32, dtype=torch.long)), batch_size=32)
+    with pytest.raises(UserError, match="diverged at epoch 1, step 1"):
+        fit(model, loader, epochs=1, progress=False)
+    assert torch.isfinite(model.weight).all()  # the step that saw the NaN never ran

@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from slimkit import data, zoo
     from slimkit.train import distributed, fit, save_model
 
+    import torch
+
+    torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
     shape = data.input_shape(args.data)
     kwargs = {"num_classes": data.num_classes(args.data), "in_channels": shape[0]}
     model = zoo.create(args.arch, **kwargs)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from slimkit.train import distributed as D
 from slimkit.train.checkpoint import load_checkpoint, save_checkpoint
 from slimkit.train.history import History
+from slimkit.errors import UserError
 from slimkit.train.hooks import Hook, HookList
 from slimkit.train.optim import build_optimizer, build_schedule
 from slimkit.train.seed import epoch_seed, reseed_loader, rng_state, seed_everything, set_rng_state
@@ -162,6 +163,11 @@ def fit(
             reg = hook_list.regularizer(model)
             if reg is not None:
                 loss = loss + reg
+            if not torch.isfinite(loss):  # stop before the weights turn to NaN
+                raise UserError(
+                    f"training diverged at epoch {epoch + 1}, step {history.steps + 1} "
+                    f"(loss {loss.item()}); lower the learning rate (lr={lr})"
+                    + (f"; the last good epoch is in {ckpt_path}" if ckpt_path else ""))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             hook_list.on_after_backward(model)
