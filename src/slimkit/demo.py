@@ -95,25 +95,17 @@ def deep_compression_rows(ctx: "DemoContext") -> list[DemoRow]:
 
 
 def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
+    from slimkit.deploy.onnx_int8 import int8_runtime, quantized_bits
     from slimkit.quant.demo import demo_rows
 
     out = []
     for name, m in demo_rows(ctx.model, ctx.calib_loader):
-        bits = getattr(m, "qspec", {}) or {}
-        wbits = max((s.get("weight_bits", 8) for s in bits.values()), default=8)
-        abits = max((s.get("act_bits", 8) for s in bits.values()), default=8)
+        wbits, abits = quantized_bits(m)
         path = Path(ctx.out) / f"lenet5-w{wbits}a{abits}.onnx"
         out.append(DemoRow(f"{name}, onnxruntime int8", m, weight_bits=wbits, act_bits=abits,
-                           deployed=OrtModule(_export_int8(m, path, ctx.calib_loader)),
+                           deployed=int8_runtime(m, INPUT_SHAPE, path, ctx.calib_loader),
                            extra={"file": str(path)}))
     return out
-
-
-def _export_int8(simulated: nn.Module, path: Path, calib) -> Path:
-    """Our scales in a QDQ ONNX file with int8 weights (sub-8-bit codes fit int8 kernels)."""
-    from slimkit.deploy.onnx_int8 import export_int8_onnx
-
-    return export_int8_onnx(simulated, INPUT_SHAPE, path, calib=calib)
 
 
 def lowrank_rows(ctx: "DemoContext") -> list[DemoRow]:

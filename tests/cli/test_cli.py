@@ -82,3 +82,16 @@ def test_demo_runs_end_to_end(tmp_path):
     assert fp16.ratios.r_c == 1.0
     for suffix in ("md", "csv", "json", "png"):
         assert (tmp_path / f"report.{suffix}").stat().st_size > 0
+
+
+def test_quantized_file_compares_in_its_int8_runtime(tmp_path, capsys):
+    model, quantized = tmp_path / "a.pt", tmp_path / "q.safetensors"
+    assert run(capsys, "train", "--arch", "lenet5", "--limit", "256", "--epochs", "1",
+               "--out", str(model))[0] == 0
+    assert run(capsys, "quantize", str(model), "--bits", "8", "--calib-size", "64",
+               "--eval-size", "0", "--out", str(quantized))[0] == 0
+    code, out, _ = run(capsys, "compare", str(model), str(quantized), "--limit", "128",
+                       "--weights", "r_p=1")
+    assert code == 0 and "both models in onnxruntime" in out
+    cells = [c.strip() for c in next(ln for ln in out.splitlines() if "| compressed |" in ln).split("|")]
+    assert float(cells[-2]) == pytest.approx(0.25, abs=0.01)  # int8 weights: a quarter of the bytes

@@ -40,7 +40,17 @@ def load_model_or_arch(spec: str, num_classes: int = 10,
     from slimkit import zoo
 
     path = Path(spec)
-    if path.exists():
+    if path.is_file():
+        with path.open("rb") as fh:
+            is_torch_zip = fh.read(2) == b"PK"
+        if not is_torch_zip:  # a safetensors file from `slimkit quantize`
+            from safetensors import safe_open
+
+            from slimkit.quant.qfile import load_quantized
+
+            model = load_quantized(path)
+            with safe_open(str(path), framework="pt") as f:
+                return model, (f.metadata() or {}).get("arch", path.stem)
         from slimkit.train import load_model, read_model_file
 
         return load_model(path), read_model_file(path)["arch"]

@@ -21,6 +21,27 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def _measure_deployed(model, shape, loader):
+    """Measure `model` as it deploys: a quantized model's bits feed the energy model and its
+    latency is that of its int8 export in onnxruntime, not of the float simulation."""
+    import dataclasses
+    import tempfile
+
+    from slimkit.deploy.onnx_int8 import int8_runtime, quantized_bits
+    from slimkit.metrics import measure, measure_latency
+    from slimkit.train import evaluate
+
+    bits = quantized_bits(model)
+    wbits, abits = bits or (32, 32)
+    m = measure(model, shape, loader, evaluate, skip_zeros=True, weight_bits=wbits,
+                act_bits=abits, latency=bits is None)
+    if bits is None:
+        return m
+    with tempfile.TemporaryDirectory(prefix="slimkit-compare-") as tmp:
+        runtime = int8_runtime(model, shape, f"{tmp}/int8.onnx", calib=loader)
+        return dataclasses.replace(m, latency_ms=measure_latency(runtime, shape).median_ms)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("compare", help="six ratios of a compressed model to its original",
                               description="Measure two model files and print r_A, r_p, r_T, "
@@ -35,8 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from slimkit import data
-    from slimkit.metrics import Report, measure
+    from slimkit.deploy.onnx_int8 import quantized_bits
+    from slimkit.metrics import Report, measure, onnx_latency
     from slimkit.train import evaluate
 
     weights = parse_weights(args.weights)
@@ -46,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
     original, _ = load_model_or_arch(args.original)
     compressed, _ = load_model_or_arch(args.compressed)
     base = measure(original, shape, test, evaluate)
+    if quantized_bits(compressed) is not None:  # same runtime on both sides of r_T
+        base = dataclasses.replace(base, latency_ms=onnx_latency(original, shape).median_ms)
+        print("latency: both models in onnxruntime (the original in fp32, the quantized one "
+              "as its int8 QDQ export)")
     report.add(args.original, "original", base, baseline=base)
-    report.add(args.compressed, "compressed", measure(compressed, shape, test, evaluate,
-                                                      skip_zeros=True), baseline=base)
+    report.add(args.compressed, "compressed", _measure_deployed(compressed, shape, test),
+               baseline=base)
     print(report.to_markdown())
     if args.out:
         paths = report.write(args.out)

@@ -29,6 +29,8 @@ _EXPORTS = {
     "int8_report": "onnx_int8",
     "Int8Report": "onnx_int8",
     "ort_quantize_static": "onnx_int8",
+    "int8_runtime": "onnx_int8",
+    "quantized_bits": "onnx_int8",
     "convert_torch_int8": "torch_int8",
     "float_modules": "torch_int8",
     "state_dict_bytes": "torch_int8",

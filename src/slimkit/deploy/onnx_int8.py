@@ -475,3 +475,24 @@ def _run_quantize_static(src: Path, out: Path, name: str, batches: list[np.ndarr
         per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         calibrate_method=calibrate_method, extra_options=extra,
     )
+
+
+def int8_runtime(model: nn.Module, input_shape: Sequence[int], path: str | Path,
+                 calib: Iterable | None = None, threads: int | None = None) -> nn.Module:
+    """What a simulated-quantized model really runs as: its QDQ export at ``path`` in an
+    onnxruntime session with int8 kernels, behind an ``nn.Module`` (time and evaluate it like
+    any model; its ``storage_bytes()`` is the file size)."""
+    from slimkit.deploy.onnx_export import OrtModule
+
+    return OrtModule(export_int8_onnx(model, input_shape, path, calib=calib), threads=threads)
+
+
+def quantized_bits(model: nn.Module) -> tuple[int, int] | None:
+    """(weight bits, activation bits) at most, from ``model.qspec``; None for a float model.
+    Float activations count as 32 bits."""
+    spec = getattr(model, "qspec", None)
+    if not spec:
+        return None
+    wbits = max(int(s.get("weight_bits") or 32) for s in spec.values())
+    abits = max(int(s.get("act_bits") or 32) for s in spec.values())
+    return wbits, abits

@@ -92,12 +92,10 @@ def _ptq(model, cfg, ctx):
 
 def _int8_onnx(model, ctx):
     """Our scales exported as a QDQ ONNX file, run by onnxruntime's int8 kernels."""
-    from slimkit.deploy.onnx_export import OrtModule
-    from slimkit.deploy.onnx_int8 import export_int8_onnx
+    from slimkit.deploy.onnx_int8 import int8_runtime
 
-    path = export_int8_onnx(model, tuple(ctx.example_inputs.shape[1:]),
-                            Path(ctx.out) / "quantized-int8.onnx", calib=ctx.calib_loader)
-    return OrtModule(path)
+    return int8_runtime(model, tuple(ctx.example_inputs.shape[1:]),
+                        Path(ctx.out) / "quantized-int8.onnx", calib=ctx.calib_loader)
 
 
 STEPS.register("quantize")(Step(_ptq_config, _ptq, weight_bits=lambda c: c.weight_bits,
