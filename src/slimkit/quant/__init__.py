@@ -40,7 +40,19 @@ from slimkit.quant.mixed import MixedConfig, assign_bits, quantize_mixed  # regi
 from slimkit.quant.dfq import equalize_, replace_relu6
 from slimkit.quant.diagnostics import layer_sensitivity, layer_sqnr
 
+# training-based methods and weight sharing
+from slimkit.quant.binary import prepare_binary
+from slimkit.quant.hashed import HashedConv2d, HashedLinear, hash_compress
+from slimkit.quant.inq import INQ, INQConfig, prepare_inq
+from slimkit.quant.pact import PACT, PACTRegularizer, prepare_pact
+from slimkit.quant.qat import QATConfig, prepare_qat
+from slimkit.quant.qat import convert as convert_qat
+from slimkit.quant.sharing import ShareConfig, kmeans_share
+
 __all__ = [
+    "prepare_binary", "HashedConv2d", "HashedLinear", "hash_compress", "INQ", "INQConfig",
+    "prepare_inq", "PACT", "PACTRegularizer", "prepare_pact", "QATConfig", "prepare_qat",
+    "convert_qat", "ShareConfig", "kmeans_share",
     "QScheme",
     "qparams_from_range",
     "quantize_tensor",
