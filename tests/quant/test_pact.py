@@ -28,7 +28,8 @@ def test_alpha_gradient_matches_finite_difference_of_clipping():
     assert float(m.alpha.grad) == float((x >= 1.5).sum())
     eps = 1e-2
     with torch.no_grad():
-        f = lambda a: torch.minimum(x.clamp_min(0), torch.tensor(a)).sum()
+        def f(a):
+            return torch.minimum(x.clamp_min(0), torch.tensor(a)).sum()
         fd = (f(1.5 + eps) - f(1.5 - eps)) / (2 * eps)
     assert abs(float(m.alpha.grad) - float(fd)) <= 0.02 * float(fd) + 5
 

@@ -111,7 +111,8 @@ def float_modules(qmodel: nn.Module) -> list[str]:
                 names.append(f"{node.name} ({getattr(node.target, '__name__', node.target)})")
             elif node.op == "call_module":
                 mod = qmodel.get_submodule(str(node.target))
-                if not isinstance(mod, _FLOAT_COMPUTE + _NEUTRAL_MODULES) and not type(mod).__module__.startswith("torch.ao"):
+                quantized = type(mod).__module__.startswith("torch.ao")
+                if not isinstance(mod, _FLOAT_COMPUTE + _NEUTRAL_MODULES) and not quantized:
                     names.append(f"{node.target} ({type(mod).__name__})")
     return names
 

@@ -171,7 +171,8 @@ def clipped_normal_mean(mu: Tensor, sigma: Tensor, lo: float, hi: float) -> Tens
 def input_expectations(model: nn.Module) -> dict[str, tuple[Tensor, str | None]]:
     """For each conv / linear whose input comes from a BN (optionally through a ReLU/ReLU6,
     pooling, mean, flatten, Identity or Dropout;
-    means are taken over the spatial dims, which keep the per-channel expectation), E[input] per channel and the fqn of the layer
+    means are taken over the spatial dims, which keep the per-channel expectation), E[input] per
+    channel and the fqn of the layer
     feeding that BN (None if none). Uses the unfolded float model's BN parameters."""
     gm = trace(model)
     mods = dict(gm.named_modules())

@@ -111,7 +111,8 @@ def fit(
     `checkpoint_dir` (which receives `last.pt` after every epoch) `resume=True` continues from
     the last completed epoch and ends with exactly the weights of an uninterrupted run.
     `max_steps` / `time_budget_s` stop early (the cut epoch is recorded in the History, and
-    `History.stopped` says why, but it is not checkpointed: a resume redoes it from its start). Under `torchrun` the model is wrapped in DDP, the loaders are sharded, metrics are
+    `History.stopped` says why, but it is not checkpointed: a resume redoes it from its start).
+    Under `torchrun` the model is wrapped in DDP, the loaders are sharded, metrics are
     all-reduced, and only rank 0 prints and writes checkpoints.
     """
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
