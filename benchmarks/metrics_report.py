@@ -14,7 +14,6 @@ and written by slimkit.metrics.Report (md/csv/json/png).
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path

@@ -10,7 +10,6 @@ scales), onnxruntime int8 from its own ``quantize_static`` (MinMax), torch x86 i
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile
