@@ -28,7 +28,7 @@ import torch
 
 from slimkit import data, zoo
 from slimkit.metrics import count_macs, count_params, measure_latency, onnx_latency
-from slimkit.train import evaluate, fit, save_model
+from slimkit.train import evaluate, fit, load_model, save_model
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "datasets"
@@ -92,7 +92,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     arch_kwargs = {"num_classes": data.num_classes(s.dataset),
                    "in_channels": data.input_shape(s.dataset)[0]}
     torch.manual_seed(0)
-    model = zoo.create(s.arch, **arch_kwargs)
+    init = getattr(args, f"init_{name}", None)
+    model = load_model(init) if init else zoo.create(s.arch, **arch_kwargs)  # warm start
     train_loader = data.loader(train_set, batch_size=s.batch_size, train=True, augment=s.augment)
     test_loader = data.loader(test_set, batch_size=500)
     budget = getattr(args, f"budget_{name}")
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-lenet5", type=float, default=300, help="seconds of training")
     p.add_argument("--budget-resnet20", type=float, default=1080, help="seconds of training")
     p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument("--init-resnet20", default=None,
+                   help="continue training from this model file (a second cosine cycle)")
     p.add_argument("--cifar-train-subset", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=30, help="latency repeats")
