@@ -95,3 +95,10 @@ def test_quantized_file_compares_in_its_int8_runtime(tmp_path, capsys):
     assert code == 0 and "both models in onnxruntime" in out
     cells = [c.strip() for c in next(ln for ln in out.splitlines() if "| compressed |" in ln).split("|")]
     assert float(cells[-2]) == pytest.approx(0.25, abs=0.01)  # int8 weights: a quarter of the bytes
+
+
+def test_garbage_model_file_is_named_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model at all")
+    code, _, err = run(capsys, "info", str(bad))
+    assert code == 2 and "bad.pt: not a slimkit model file" in err and err.count("\n") == 1

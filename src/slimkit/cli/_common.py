@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
+from slimkit.errors import UserError
+
 
 def add_data_args(parser: argparse.ArgumentParser, default: str = "mnist5k") -> None:
     parser.add_argument("--data", default=default,
@@ -42,8 +44,13 @@ def load_model_or_arch(spec: str, num_classes: int = 10,
     path = Path(spec)
     if path.is_file():
         with path.open("rb") as fh:
-            is_torch_zip = fh.read(2) == b"PK"
-        if not is_torch_zip:  # a safetensors file from `slimkit quantize`
+            head = fh.read(9)
+        is_torch_zip = head[:2] == b"PK"
+        is_safetensors = len(head) == 9 and head[8:9] == b"{"  # u64 header length, then JSON
+        if not (is_torch_zip or is_safetensors):
+            raise UserError(f"{path}: not a slimkit model file (neither a `slimkit train`/`prune` "
+                            "model nor a `slimkit quantize` safetensors file)")
+        if is_safetensors:
             from safetensors import safe_open
 
             from slimkit.quant.qfile import load_quantized
