@@ -88,29 +88,22 @@ def layer_sqnr(qmodel: nn.Module, data: Any, limit: int | None = 256) -> list[di
         a[2] += float((loc.double() ** 2).sum())
         a[3] += float(((loc.double() - out.double()) ** 2).sum())
 
+    def forward_with(hook) -> None:
+        handles = [m.register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n))
+                   for n, m in layers.items()]
+        try:
+            qmodel(x)
+        finally:
+            for h in handles:
+                h.remove()
+
     try:
         for x in batches:
             with _Flags(layers):
                 for m in layers.values():
                     m.enabled = False
-                hs = [
-                    m.register_forward_hook(lambda mod, i, o, n=n: ref_hook(mod, i, o, n))
-                    for n, m in layers.items()
-                ]
-                try:
-                    qmodel(x)
-                finally:
-                    for h in hs:
-                        h.remove()
-            hs = [
-                m.register_forward_hook(lambda mod, i, o, n=n: q_hook(mod, i, o, n))
-                for n, m in layers.items()
-            ]
-            try:
-                qmodel(x)
-            finally:
-                for h in hs:
-                    h.remove()
+                forward_with(ref_hook)  # float reference outputs of every layer
+            forward_with(q_hook)
             ref.clear()
     finally:
         qmodel.train(was_training)
