@@ -32,6 +32,8 @@ from slimkit import zoo
 from slimkit.graph import DependencyGraph, apply_channel_mask, shrink
 from slimkit.metrics import count_macs, count_params
 
+from pruning_coverage import randomize_bn  # same folder: BN with non-trivial statistics
+
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "pruning_torchpruning.md"
 SESSIONS = 3  # onnxruntime sessions per model file
@@ -48,20 +50,6 @@ def load_model(name: str) -> tuple[nn.Module, str]:
             print(f"{name}: cannot load {ckpt} ({e}); using untrained weights", file=sys.stderr)
     torch.manual_seed(0)
     return randomize_bn(zoo.create(name)).eval(), "untrained (seed 0), random BN stats"
-
-
-def randomize_bn(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Untrained nets have BN at identity (some zero-initialised): give every BN non-trivial
-    statistics and affine params so output agreement means something."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model
 
 
 # -- slimkit -----------------------------------------------------------------------------
