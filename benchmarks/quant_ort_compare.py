@@ -28,6 +28,7 @@ from slimkit.quant.ptq import PTQConfig, quantize_ptq
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "datasets"
 TASKS = {"lenet5": "fashion-mnist", "resnet20": "cifar10"}
+CHECKPOINTS = {"lenet5": "lenet5_fashion.pt", "resnet20": "resnet20_cifar10.pt"}  # baselines.py
 
 
 def tensors(ds, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +37,7 @@ def tensors(ds, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def get_model(name: str, train_x: torch.Tensor, train_y: torch.Tensor, epochs: int) -> tuple[nn.Module, str]:
-    ckpt = ROOT / "checkpoints" / f"{name}.pt"
+    ckpt = ROOT / "checkpoints" / CHECKPOINTS[name]
     if ckpt.is_file():
         try:
             from slimkit.train import load_model
