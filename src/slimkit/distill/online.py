@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -45,7 +43,7 @@ from slimkit.errors import UserError
 from slimkit.train import History, evaluate
 from slimkit.train import distributed as D
 from slimkit.train.optim import build_optimizer, build_schedule
-from slimkit.train.seed import epoch_seed, reseed_loader, seed_everything
+from slimkit.train.seed import reseed_epoch, seed_everything
 
 MODES = ("predictions", "checkpoints")
 
@@ -158,17 +156,6 @@ class _Checkpoints(_PeerSource):
             return torch.stack([F.softmax(p(x) / self.cfg.T, dim=1) for p in self.peers]).mean(0)
 
 
-def _reseed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    """As `fit` does: every RNG and the loader's shuffling from `(seed, epoch)` alone."""
-    s = epoch_seed(seed, epoch)
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-    reseed_loader(loader, s)
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)
-
-
 def codistill(
     model: nn.Module,
     loader: DataLoader,
@@ -208,7 +195,7 @@ def codistill(
     source = PEER_SOURCES.get(config.mode)(model, config) if D.is_distributed() else None
     history = History()
     for epoch in range(epochs):
-        _reseed_epoch(train_loader, seed, epoch)
+        reseed_epoch(train_loader, seed, epoch)
         model.train()
         stats, step_s, t_epoch = torch.zeros(3, dtype=torch.float64), 0.0, time.perf_counter()
         for x, y in train_loader:

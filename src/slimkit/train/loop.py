@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,7 +30,7 @@ from slimkit.train.history import History
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook, HookList
 from slimkit.train.optim import build_optimizer, build_schedule
-from slimkit.train.seed import epoch_seed, reseed_loader, rng_state, seed_everything, set_rng_state
+from slimkit.train.seed import reseed_epoch, rng_state, seed_everything, set_rng_state
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 LAST = "last.pt"
@@ -152,7 +150,7 @@ def fit(
     for epoch in range(start_epoch, epochs):
         if history.stopped:
             break
-        _reseed_epoch(train_loader, seed, epoch)
+        reseed_epoch(train_loader, seed, epoch)
         model.train()
         stats, step_s, t_epoch = torch.zeros(3, dtype=torch.float64), 0.0, time.perf_counter()
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, leave=False)
@@ -225,20 +223,6 @@ def _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir) -> Non
         raise ValueError(f"time_budget_s must be None or > 0, got {time_budget_s!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
-
-
-def _reseed_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    s = epoch_seed(seed, epoch)
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-    reseed_loader(loader, s)
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):  # DistributedSampler: order from (its seed, epoch)
-        sampler.set_epoch(epoch)
-    collate = getattr(loader, "collate_fn", None)
-    if hasattr(collate, "set_epoch"):  # augmenting collate functions with their own RNG
-        collate.set_epoch(epoch)
 
 
 def _restore(path: Path, model: nn.Module, opt, sched, device) -> tuple[History, int]:

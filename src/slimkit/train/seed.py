@@ -85,3 +85,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["gauss"]))
     r = state["random"]
     random.setstate((r["version"], tuple(r["state"]), r["gauss"]))
+
+
+def reseed_epoch(loader: Any, seed: int, epoch: int) -> None:
+    """Every RNG, the loader's shuffling, its distributed sampler and an augmenting collate
+    function, all from `(seed, epoch)` alone: what makes a resumed epoch replay exactly."""
+    s = epoch_seed(seed, epoch)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+    reseed_loader(loader, s)
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):  # DistributedSampler: order from (its seed, epoch)
+        sampler.set_epoch(epoch)
+    collate = getattr(loader, "collate_fn", None)
+    if hasattr(collate, "set_epoch"):  # augmenting collate functions with their own RNG
+        collate.set_epoch(epoch)
