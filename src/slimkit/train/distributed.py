@@ -98,7 +98,9 @@ def broadcast_object(obj: object, src: int = 0) -> object:
 
 
 def cleanup() -> None:
+    """Tear the process group down once every rank is here (no collective still in flight)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
