@@ -28,6 +28,7 @@ from slimkit.quant.binary import ClipLatent, prepare_binary
 from slimkit.quant.inq import INQConfig, prepare_inq
 from slimkit.quant.pact import PACTRegularizer, init_alpha_, prepare_pact
 from slimkit.quant.qat import QATConfig, convert, prepare_qat
+from slimkit.errors import UserError
 from slimkit.train import evaluate, fit
 
 ROOT = Path(__file__).resolve().parent
@@ -100,8 +101,14 @@ def run_method(name: str, base: nn.Module, train: TensorDataset, test: DataLoade
             with torch.no_grad():
                 model.train()(train.tensors[0][:256])
         before = evaluate(model.eval(), test)["top1"]
-        fit(model.train(), loader, epochs=math.ceil(steps / len(loader)), lr=lr, hooks=hooks,
-            progress=False, max_steps=steps)
+        try:
+            fit(model.train(), loader, epochs=math.ceil(steps / len(loader)), lr=lr, hooks=hooks,
+                progress=False, max_steps=steps)
+        except UserError as exc:  # fit stops on a non-finite loss: record the collapse
+            print(f"{name}: {exc}", flush=True)
+            return {"method": name, "before": before, "after": float("nan"),
+                    "train_s": time.perf_counter() - t0, "size": size_bytes(model, inq),
+                    "note": "diverged (loss NaN)"}
     train_s = time.perf_counter() - t0
     if kind in ("qat", "qatbn"):
         model = convert(model)
@@ -140,8 +147,10 @@ def bench(title: str, arch: str, base: nn.Module, how: str, train: TensorDataset
             continue                 # identical to the folded variant without BN
         r = run_method(name, base, train, test, steps, lr)
         label, wb, ab = METHODS[name]
-        rows.append(f"| {label} | {wb} | {ab} | {r['before']:.4f} | {r['after']:.4f} | "
-                    f"{r['after'] - ref:+.4f} | {r['size']:,} | {r['train_s']:.1f} |")
+        after = r.get("note") or f"{r['after']:.4f}"
+        delta = "-" if "note" in r else f"{r['after'] - ref:+.4f}"
+        rows.append(f"| {label} | {wb} | {ab} | {r['before']:.4f} | {after} | "
+                    f"{delta} | {r['size']:,} | {r['train_s']:.1f} |")
         print(rows[-1], flush=True)
     return rows + [""]
 
