@@ -102,3 +102,20 @@ def test_garbage_model_file_is_named_in_one_line(tmp_path, capsys):
     bad.write_bytes(b"not a model at all")
     code, _, err = run(capsys, "info", str(bad))
     assert code == 2 and "bad.pt: not a slimkit model file" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_full_demo_measures_every_family(tmp_path):
+    from slimkit.demo import run_demo
+
+    report = run_demo(out=tmp_path, epochs=1, progress=False, log=lambda *a: None)
+    rows = {r.method: r for r in report.rows}
+    assert len(rows) == 11
+    dc = next(r for m, r in rows.items() if m.startswith("Deep Compression"))
+    assert dc.measurement.param_bytes == (tmp_path / "lenet5-deep-compression.safetensors").stat().st_size
+    assert dc.ratios.r_p < 0.05  # prune 90% + 5-bit codes + Huffman: over 20x smaller
+    int8 = next(r for m, r in rows.items() if m.startswith("PTQ int8"))
+    assert int8.ratios.r_p == pytest.approx(0.25, abs=0.01)
+    assert abs(int8.measurement.accuracy - report.rows[0].measurement.accuracy) < 0.02
+    filters = next(r for m, r in rows.items() if "L1 filters" in m)
+    assert filters.ratios.r_c < 0.5  # physically fewer channels: fewer MACs, counted, not assumed
