@@ -187,3 +187,21 @@ def test_aciq_observer_uses_b_and_alpha():
     assert float(g.range()[1]) == pytest.approx(aciq_alpha(4, "gauss"), rel=0.03)
     with pytest.raises(ValueError, match="prior"):
         OBSERVERS.get("aciq")(QScheme(bits=4), prior="cauchy")
+
+
+def test_kl_affine_keeps_the_tail_above_a_spike_at_the_floor():
+    # an image-like input: 90% background at -0.42 (after normalisation), the rest spread up
+    # to 2.8; the floor is exact in an affine range, so KL must not clip to the spike's |x|
+    import torch
+
+    from slimkit.quant.core import QScheme
+    from slimkit.quant.observers import OBSERVERS
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((20000,), -0.42)
+    x[:2000] = -0.42 + 3.22 * torch.rand(2000, generator=g)
+    obs = OBSERVERS.get("kl")(QScheme(bits=8, symmetric=False, signed=False))
+    obs.update(x)
+    lo, hi = obs.range()
+    assert float(lo) == pytest.approx(-0.42, abs=1e-6)
+    assert float(hi) > 2.5  # the old |x| search settled near the spike, about 0.5

@@ -261,7 +261,10 @@ class KLObserver(HistogramObserver):
     its last bin, Q = hist[:i] merged into `levels` bins and expanded back over the non-empty
     bins; the threshold (i + 0.5) * bin_width with the smallest KL(P || Q) wins.
     `levels` = 2^(bits-1) for signed schemes, 2^bits for unsigned ones (one-sided data).
-    Exact zeros are left out of the histogram (they cost nothing at any threshold). With
+    Symmetric schemes search |x| and leave exact zeros out (they cost nothing at any
+    threshold); affine schemes search the upper tail of x above its observed floor and leave
+    the floor's bin out, since the range starts there: a spike at the floor (ReLU zeros, an
+    image's background value) is exact and would otherwise force a tiny threshold. With
     fewer than `min_samples * levels` non-zero values (e.g. one output channel of a small
     weight tensor) the histogram is too sparse for KL to mean anything and the full range
     is kept."""
@@ -270,10 +273,6 @@ class KLObserver(HistogramObserver):
         super().__init__(scheme, bins)
         self.min_samples = min_samples
         self.zeros: np.ndarray | None = None  # exact zeros per channel (e.g. after a ReLU)
-
-    @property
-    def magnitude(self) -> bool:
-        return True  # the algorithm always works on |x|
 
     def _update(self, v: Tensor) -> None:
         super()._update(v)
@@ -287,14 +286,20 @@ class KLObserver(HistogramObserver):
     def _channel_range(self, c: int) -> tuple[float, float]:
         # exact zeros are represented without error at any threshold; left in, the ReLU
         # spike in bin 0 would dominate P and force needlessly small thresholds
+        lo, hi = float(self.edges_lo[c]), float(self.edges_hi[c])
         h = self.hist[c].copy()
-        h[0] = max(h[0] - self.zeros[c], 0.0)
+        if self.magnitude:
+            h[0] = max(h[0] - self.zeros[c], 0.0)
+        else:  # affine: the range starts at the observed floor, whose spike (ReLU zeros, an
+            h[0] = 0.0  # image's background) is exact at any threshold; search the upper tail
+        full = (-hi, hi) if self.magnitude else (lo, hi)
         if h.sum() < self.min_samples * self.nlevels:  # too sparse for a meaningful KL: no clip
-            return -float(self.edges_hi[c]), float(self.edges_hi[c])
+            return full
         i = kl_threshold_bin(h, self.nlevels)
-        w = (self.edges_hi[c] - self.edges_lo[c]) / self.bins
-        t = (i + 0.5) * w if i < self.bins else self.edges_hi[c]
-        return -t, t
+        if i >= self.bins:
+            return full
+        t = (i + 0.5) * (hi - lo) / self.bins
+        return (-t, t) if self.magnitude else (lo, lo + t)
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
