@@ -288,10 +288,10 @@ class KLObserver(HistogramObserver):
         # spike in bin 0 would dominate P and force needlessly small thresholds
         lo, hi = float(self.edges_lo[c]), float(self.edges_hi[c])
         h = self.hist[c].copy()
-        if self.magnitude:
+        if self.magnitude or lo >= 0.0:
             h[0] = max(h[0] - self.zeros[c], 0.0)
-        else:  # affine: the range starts at the observed floor, whose spike (ReLU zeros, an
-            h[0] = 0.0  # image's background) is exact at any threshold; search the upper tail
+        else:  # affine range from a negative floor (a normalised image's background): the
+            h[0] = 0.0  # floor's spike is exact at any threshold; search the upper tail
         full = (-hi, hi) if self.magnitude else (lo, hi)
         if h.sum() < self.min_samples * self.nlevels:  # too sparse for a meaningful KL: no clip
             return full
