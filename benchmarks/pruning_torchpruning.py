@@ -33,6 +33,7 @@ from slimkit.graph import DependencyGraph, apply_channel_mask, shrink
 from slimkit.metrics import count_macs, count_params
 
 from pruning_coverage import randomize_bn  # same folder: BN with non-trivial statistics
+from _checkpoints import trained  # same folder
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "pruning_torchpruning.md"
@@ -40,14 +41,9 @@ SESSIONS = 3  # onnxruntime sessions per model file
 
 
 def load_model(name: str) -> tuple[nn.Module, str]:
-    ckpt = ROOT / "checkpoints" / f"{name}.pt"
-    if ckpt.is_file():
-        try:
-            from slimkit.train import load_model as _load
-
-            return _load(ckpt).eval(), f"checkpoint {ckpt.name}"
-        except Exception as e:  # noqa: BLE001 - fall back and say so
-            print(f"{name}: cannot load {ckpt} ({e}); using untrained weights", file=sys.stderr)
+    found = trained(name)  # the baselines' checkpoint, where one exists
+    if found is not None:
+        return found
     torch.manual_seed(0)
     return randomize_bn(zoo.create(name)).eval(), "untrained (seed 0), random BN stats"
 

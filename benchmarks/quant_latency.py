@@ -25,6 +25,8 @@ from slimkit.deploy.onnx_export import export_onnx
 from slimkit.deploy.onnx_int8 import export_int8_onnx, int8_report, int8_session, ort_quantize_static
 from slimkit.deploy.torch_int8 import convert_torch_int8, float_modules, state_dict_bytes
 
+from _checkpoints import trained  # same folder
+
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "datasets"
 
@@ -42,14 +44,9 @@ def calibration_images(n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
 
 
 def load_model(name: str, calib: torch.Tensor) -> tuple[nn.Module, str]:
-    ckpt = ROOT / "checkpoints" / f"{name}.pt"
-    if ckpt.is_file():
-        try:
-            from slimkit.train import load_model as _load
-
-            return _load(ckpt).eval(), f"checkpoint {ckpt.name}"
-        except Exception as exc:  # noqa: BLE001
-            print(f"could not load {ckpt}: {exc}; using untrained weights", file=sys.stderr)
+    found = trained(name)  # the baselines' checkpoint, where one exists
+    if found is not None:
+        return found
     torch.manual_seed(0)
     model = zoo.create(name, num_classes=10)
     # untrained weights, but BatchNorm statistics estimated on the calibration images so that

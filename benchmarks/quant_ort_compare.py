@@ -20,15 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit import data, zoo
+from slimkit import data
 from slimkit.deploy.onnx_export import OnnxModel, export_onnx
 from slimkit.deploy.onnx_int8 import ORT_CALIBRATION, export_int8_onnx, int8_report, ort_quantize_static
 from slimkit.quant.ptq import PTQConfig, quantize_ptq
 
+from _checkpoints import train_one_cycle, trained  # same folder
+
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "datasets"
 TASKS = {"lenet5": "fashion-mnist", "resnet20": "cifar10"}
-CHECKPOINTS = {"lenet5": "lenet5_fashion.pt", "resnet20": "resnet20_cifar10.pt"}  # baselines.py
 
 
 def tensors(ds, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,30 +38,11 @@ def tensors(ds, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def get_model(name: str, train_x: torch.Tensor, train_y: torch.Tensor, epochs: int) -> tuple[nn.Module, str]:
-    ckpt = ROOT / "checkpoints" / CHECKPOINTS[name]
-    if ckpt.is_file():
-        try:
-            from slimkit.train import load_model
-
-            return load_model(ckpt).eval(), f"checkpoint {ckpt.name}"
-        except Exception as exc:  # noqa: BLE001
-            print(f"could not load {ckpt}: {exc}; training here", file=sys.stderr)
-    torch.manual_seed(0)
-    model = zoo.create(name, num_classes=10, in_channels=train_x.shape[1])
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    steps = epochs * (len(train_x) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(train_x), generator=g)
-        for i in range(0, len(perm) - 127, 128):
-            b = perm[i:i + 128]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(train_x[b]), train_y[b]).backward()
-            opt.step()
-            sched.step()
-    return model.eval(), f"trained here: {epochs} epochs on {len(train_x)} training images (SGD, one-cycle)"
+    found = trained(name)
+    if found is not None:
+        return found
+    return (train_one_cycle(name, train_x, train_y, epochs),
+            f"trained here: {epochs} epochs on {len(train_x)} training images (SGD, one-cycle)")
 
 
 def top1(logits: np.ndarray, y: torch.Tensor) -> float:

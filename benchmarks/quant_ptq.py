@@ -25,6 +25,8 @@ from slimkit import data, zoo
 from slimkit.quant.observers import OBSERVERS
 from slimkit.quant.ptq import PRESETS, PTQConfig, quantize_ptq
 
+from _checkpoints import train_one_cycle, trained  # same folder
+
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "datasets"
 CACHE = Path("/tmp/slimkit_quant_bench")
@@ -40,39 +42,12 @@ def tensors(ds, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(xs), torch.tensor(ys)
 
 
-def train_briefly(name: str, x: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
-    torch.manual_seed(0)
-    model = zoo.create(name, num_classes=10, in_channels=x.shape[1])
-    opt = torch.optim.SGD(
-        model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True
-    )
-    steps = epochs * (len(x) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(perm) - 127, 128):
-            b = perm[i : i + 128]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[b]), y[b]).backward()
-            opt.step()
-            sched.step()
-    return model.eval()
-
-
 def get_model(
     name: str, ckpt_name: str, train, skip: int, n_train: int, epochs: int
 ) -> tuple[nn.Module, str]:
-    ckpt = ROOT / "checkpoints" / ckpt_name
-    if ckpt.is_file():
-        from slimkit.train import load_model
-
-        from slimkit.train import read_model_file
-
-        meta = read_model_file(ckpt).get("meta", {})
-        desc = ", ".join(f"{k} {meta[k]}" for k in ("epochs", "steps", "top1") if k in meta)
-        return load_model(ckpt).eval(), f"checkpoint {ckpt.name}: {desc}"
+    found = trained(name)
+    if found is not None:
+        return found
     cached = CACHE / f"{name}_{n_train}_{epochs}.pt"
     model = zoo.create(name, num_classes=10, in_channels=train[0][0].shape[0])
     origin = f"trained here: {epochs} epochs on {n_train} training images (SGD one-cycle), no checkpoint found"
@@ -82,7 +57,7 @@ def get_model(
     g = torch.Generator().manual_seed(1)
     idx = torch.randperm(len(train), generator=g)[:n_train]
     x, y = tensors(train, idx)
-    model = train_briefly(name, x, y, epochs)
+    model = train_one_cycle(name, x, y, epochs)
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cached)
     return model, origin
