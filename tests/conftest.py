@@ -21,3 +21,22 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+def _torchrun(worker: Path, out: Path, nproc: int = 2, timeout: int = 180) -> Path:
+    """Run `worker out` under torchrun with `nproc` CPU processes; fails the test on error."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--standalone", str(worker), str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """`torchrun(worker, out, nproc=2, timeout=180)`: a multi-process CPU launch."""
+    return _torchrun

@@ -1,7 +1,5 @@
 import json
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,20 +19,8 @@ WORKER = Path(__file__).with_name("_online_worker.py")
 
 
 @pytest.mark.slow
-def test_two_process_codistillation_trains_both_ranks(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--standalone",
-        str(WORKER),
-        str(tmp_path),
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_two_process_codistillation_trains_both_ranks(tmp_path, torchrun):
+    torchrun(WORKER, tmp_path, timeout=120)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2
     assert max(r0["exchange_err"] + r1["exchange_err"]) < 1e-6  # peers' predictions, both modes

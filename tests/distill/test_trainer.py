@@ -105,25 +105,10 @@ def test_config_validation_messages():
 
 
 @pytest.mark.slow
-def test_distill_under_two_process_ddp_keeps_student_and_adapters_in_sync(tmp_path):
+def test_distill_under_two_process_ddp_keeps_student_and_adapters_in_sync(tmp_path, torchrun):
     import json
-    import os
-    import subprocess
 
-    worker = Path(__file__).with_name("_ddp_distill_worker.py")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--standalone",
-        str(worker),
-        str(tmp_path),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(Path(__file__).with_name("_ddp_distill_worker.py"), tmp_path, timeout=120)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["world"] == 2 and r0["steps"] == 2 * 4  # 64 / 2 ranks / 8 per batch
     assert r0["student"] == r1["student"] and r0["adapter"] == r1["adapter"]

@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +14,10 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory) -> Path:
+def ddp_run(tmp_path_factory, torchrun) -> Path:
     """One 2-process torchrun launch that trains both tiny models (start-up dominates)."""
     out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--standalone", str(WORKER), str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(WORKER, out)
     return out
 
 
