@@ -100,6 +100,8 @@ def fit(
     seed: int = 0,
     max_steps: int | None = None,
     time_budget_s: float | None = None,
+    label_smoothing: float = 0.0,
+    channels_last: bool = False,
 ) -> History:
     """Train `model` in place for `epochs` epochs and return its `History`.
 
@@ -112,11 +114,17 @@ def fit(
     `History.stopped` says why, but it is not checkpointed: a resume redoes it from its start).
     Under `torchrun` the model is wrapped in DDP, the loaders are sharded, metrics are
     all-reduced, and only rank 0 prints and writes checkpoints.
+    `label_smoothing` (Szegedy et al. 2016) softens the default cross-entropy's targets (it
+    is an error together with a custom `loss_fn`); `channels_last` stores the model and each
+    batch in NHWC (see benchmarks/results/schedules.md for when it pays on CPU).
     """
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
+    loss_fn = _default_loss(loss_fn, label_smoothing)
     D.init_from_env()
     device = D.local_device(device)
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     seed_everything(seed)
     train_loader = D.shard_loader(train_loader, train=True, seed=seed)
     if val_loader is not None:
@@ -133,7 +141,6 @@ def fit(
                               weight_decay=weight_decay)
     sched = build_schedule(schedule, opt, planned)
     hook_list = HookList(hooks)
-    loss_fn = loss_fn or cross_entropy
     net: nn.Module = model
     if D.is_distributed():
         ids = [device.index] if device.type == "cuda" else None
@@ -157,6 +164,8 @@ def fit(
         n_steps = 0
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             t0 = time.perf_counter()
             loss, logits = loss_fn(net, x, y)
             reg = hook_list.regularizer(model)
@@ -223,6 +232,27 @@ def _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir) -> Non
         raise ValueError(f"time_budget_s must be None or > 0, got {time_budget_s!r}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
+
+
+def _default_loss(loss_fn: LossFn | None, label_smoothing: float) -> LossFn:
+    """`loss_fn`, or cross-entropy with ``label_smoothing`` in [0, 1)."""
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    if loss_fn is not None:
+        if label_smoothing:
+            raise ValueError("label_smoothing applies to the default cross-entropy only; "
+                             "smooth the targets inside your loss_fn instead")
+        return loss_fn
+    if not label_smoothing:
+        return cross_entropy
+    eps = float(label_smoothing)
+
+    def smoothed_cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        logits = model(x)  # (N, num_classes)
+        return F.cross_entropy(logits, y, label_smoothing=eps), logits
+
+    return smoothed_cross_entropy
 
 
 def _restore(path: Path, model: nn.Module, opt, sched, device) -> tuple[History, int]:

@@ -13,7 +13,7 @@ import math
 from typing import Callable, Iterable
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from slimkit._registry import Registry
 
@@ -66,6 +66,21 @@ def step(optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
     """Divide the rate by 10 at 50% and 75% of the run (the He et al. 2016 CIFAR recipe)."""
     milestones = (total_steps // 2, (3 * total_steps) // 4)
     return LambdaLR(optimizer, lambda s: 0.1 ** sum(s >= m for m in milestones))
+
+
+@SCHEDULES.register("onecycle")
+def onecycle(optimizer: torch.optim.Optimizer, total_steps: int) -> LRScheduler:
+    """One cycle (Smith & Topin 2019, "Super-convergence"): the rate rises from lr/25 to the
+    optimizer's lr over the first 30% of the run, then anneals (cosine) to lr/(25 * 1e4);
+    momentum (SGD) or beta1 (Adam) moves the opposite way, 0.95 -> 0.85 -> 0.95, when the
+    optimizer uses momentum. torch's `OneCycleLR`; the peak is each group's current lr.
+    """
+    groups = optimizer.param_groups
+    momentum = groups[0].get("momentum", groups[0].get("betas", (0.0,))[0])
+    return OneCycleLR(optimizer, max_lr=[g["lr"] for g in groups], total_steps=max(1, total_steps),
+                      pct_start=0.3, anneal_strategy="cos", div_factor=25.0,
+                      final_div_factor=1e4, cycle_momentum=momentum > 0,
+                      base_momentum=0.85, max_momentum=0.95)
 
 
 def build_optimizer(
