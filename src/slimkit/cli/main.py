@@ -1,14 +1,29 @@
-"""The `slimkit` command line: one module per command, errors as one line."""
+"""The `slimkit` command line: one module per command, errors as one line.
+
+Start-up stays light: only the command being run is imported (its module imports torch inside
+``run``), so ``slimkit --help`` and ``slimkit <command> --help`` never import torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 # Each command lives in slimkit/cli/<name>.py and exposes add_parser(subparsers) and run(args).
 COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "run", "demo")
+# The one-line help of each command for `slimkit --help`, without importing the command.
+SUMMARIES = {
+    "train": "train a zoo model",
+    "evaluate": "accuracy of a saved model",
+    "info": "per-layer shapes, params, MACs and memory",
+    "compare": "six ratios of a compressed model to its original",
+    "prune": "prune a model (structured or unstructured)",
+    "quantize": "post-training quantization (PTQ, DFQ, mixed precision)",
+    "run": "run a YAML recipe (prune, quantize, share, lowrank, finetune steps)",
+    "demo": "train, compress and compare LeNet-5 (no data needed)",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -16,7 +31,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if known."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def _with_threads(run: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Run a command under slimkit's thread default (``slimkit.threads``; ``--threads`` or
+    ``SLIMKIT_THREADS`` override it)."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        from slimkit.threads import apply_threads
+
+        apply_threads(getattr(args, "threads", None), cap_only=True, quiet=True)
+        return run(args)
+
+    return wrapped
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the command named in ``argv`` (all of them when argv is None) is
+    imported and gets its full arguments, the others are listed by name and summary."""
     parser = _Parser(
         prog="slimkit",
         description="Make trained CNNs smaller and faster, measured by the survey's six ratios.",
@@ -24,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    wanted = set(COMMANDS) if argv is None else {_command_of(argv)}
     for name in COMMANDS:
+        if name not in wanted:
+            sub.add_parser(name, help=SUMMARIES[name])
+            continue
         module = importlib.import_module(f"slimkit.cli.{name}")
         module.add_parser(sub)
-        sub.choices[name].set_defaults(run=module.run)
+        sub.choices[name].set_defaults(run=_with_threads(module.run))
     return parser
 
 
@@ -38,7 +82,8 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

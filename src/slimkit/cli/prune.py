@@ -8,7 +8,8 @@ from slimkit.cli._common import add_data_args, load_model_or_arch, make_loader
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from slimkit.pruning import METHODS, TARGETS
+    from slimkit.cli._names import PRUNE_METHODS as METHODS
+    from slimkit.cli._names import PRUNE_TARGETS as TARGETS
 
     p = subparsers.add_parser(
         "prune",

@@ -16,8 +16,8 @@ from slimkit.errors import UserError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from slimkit.quant.observers import OBSERVERS
-    from slimkit.quant.ptq import PRESETS
+    from slimkit.cli._names import QUANT_OBSERVERS as OBSERVERS
+    from slimkit.cli._names import QUANT_PRESETS as PRESETS
 
     methods = ["ptq", "mixed", *PRESETS.names()]
     p = subparsers.add_parser(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from slimkit.train import distributed as D
 from slimkit.train.checkpoint import load_checkpoint, save_checkpoint
+from slimkit.threads import apply_threads
 from slimkit.train.history import History
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook, HookList
@@ -121,6 +122,7 @@ def fit(
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
     loss_fn = _default_loss(loss_fn, label_smoothing)
     D.init_from_env()
+    apply_threads(cap_only=True, quiet=not D.is_main())  # no more threads than free cores
     device = D.local_device(device)
     model.to(device)
     if channels_last:
