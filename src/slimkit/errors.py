@@ -7,3 +7,8 @@ class SlimkitError(Exception):
 
 class UserError(SlimkitError, ValueError):
     """Bad input from the user: a wrong ratio, an unknown name, an unreadable file."""
+
+
+class FormatError(UserError):
+    """A file that is corrupt, truncated or not of the expected format; names the file and the
+    field at fault."""

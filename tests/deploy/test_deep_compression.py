@@ -9,7 +9,8 @@ from torch import nn
 from slimkit.deploy.deep_compression import (
     decode_positions, encode_positions, load_compressed, save_compressed,
 )
-from slimkit.errors import UserError
+from slimkit.errors import FormatError, UserError
+from slimkit.fileio import CHECKSUM_KEY, digest_tensors
 from slimkit.quant.sharing import kmeans_share
 
 
@@ -97,18 +98,22 @@ def test_corrupt_and_hostile_files(tmp_path):
     tensors = load_file(path)
     meta = _metadata(path)
 
-    def rewrite(mutate_t=None, mutate_meta=None):
+    def rewrite(mutate_t=None, mutate_meta=None, sign=True):
         t, m = dict(tensors), dict(meta)
         if mutate_t:
             mutate_t(t)
         if mutate_meta:
             m = mutate_meta(m)
+        if sign:       # a valid checksum, so the field checks behind it are reached
+            m[CHECKSUM_KEY] = digest_tensors(t, m)
         save_file(t, tmp_path / "h.dc", metadata=m)
         return tmp_path / "h.dc"
 
     def big_code(t):            # a 4-bit code that points past the 15+1-entry codebook
         t["6.codebook"] = t["6.codebook"][:3].clone()
-    with pytest.raises(UserError, match="codebook entries"):
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        load_compressed(rewrite(big_code, sign=False), _net())
+    with pytest.raises(FormatError, match="codebook entries"):
         load_compressed(rewrite(big_code), _net())
 
     def short_codes(t):
@@ -134,3 +139,46 @@ def test_corrupt_and_hostile_files(tmp_path):
 def test_positions_past_the_end_raise():
     with pytest.raises(UserError, match="run past"):
         decode_positions(torch.tensor([1, 2]), torch.tensor([1, 1]), 4)
+
+
+def test_one_flipped_bit_in_the_data_is_refused(tmp_path):
+    _, shared = _pruned_shared()
+    path = tmp_path / "m.dc"
+    save_compressed(shared, path, huffman=True)
+    blob = bytearray(path.read_bytes())
+    blob[-3] ^= 0x10                       # inside the last tensor's bytes
+    path.write_bytes(bytes(blob))
+    with pytest.raises(FormatError, match="m.dc.*checksum"):
+        load_compressed(path, _net())
+
+
+def test_unknown_layer_key_and_bad_json_are_refused(tmp_path):
+    _, shared = _pruned_shared()
+    path = tmp_path / "m.dc"
+    save_compressed(shared, path, huffman=False)
+    tensors, meta = load_file(path), _metadata(path)
+    layers = json.loads(meta["layers"])
+    layers["4"]["extra"] = 1
+    for text, match in ((json.dumps(layers), "unexpected \\['extra'\\]"),
+                        (meta["layers"][:-1], "not valid JSON")):
+        m = {**meta, "layers": text}
+        m[CHECKSUM_KEY] = digest_tensors(tensors, m)
+        save_file(tensors, tmp_path / "x.dc", metadata=m)
+        with pytest.raises(FormatError, match=match):
+            load_compressed(tmp_path / "x.dc", _net())
+
+
+def test_legacy_file_without_checksum_loads_with_a_warning(tmp_path):
+    _, shared = _pruned_shared()
+    path = tmp_path / "m.dc"
+    save_compressed(shared, path, huffman=False)
+    tensors, meta = load_file(path), _metadata(path)
+    legacy = {"format": "slimkit.deep_compression/1", "layers": meta["layers"]}
+    save_file(tensors, tmp_path / "old.dc", metadata=legacy)
+    with pytest.warns(UserWarning, match="no checksum"):
+        loaded = load_compressed(tmp_path / "old.dc", _net().eval())
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(loaded(x), shared(x), rtol=0, atol=0)
+    save_file(tensors, tmp_path / "nosum.dc", metadata={**legacy, "format": meta["format"]})
+    with pytest.raises(FormatError, match="missing \\['sha256'\\]"):
+        load_compressed(tmp_path / "nosum.dc", _net())

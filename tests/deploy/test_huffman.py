@@ -55,3 +55,18 @@ def test_corrupt_streams_raise():
                        dtype=torch.uint8), 1)
     with pytest.raises(UserError, match="symbols must lie"):
         huffman_encode(torch.tensor([5]), 4)
+
+
+def test_strict_decode_refuses_trailing_bits_and_bytes():
+    st = huffman_encode(torch.tensor([0, 0, 0, 1]), 2)      # codes 0 and 1: 4 bits, 1 byte
+    assert huffman_decode(st.lengths, st.data, 4, strict=True).tolist() == [0, 0, 0, 1]
+    extra = torch.cat([st.data, torch.zeros(1, dtype=torch.uint8)])
+    assert huffman_decode(st.lengths, extra, 4).tolist() == [0, 0, 0, 1]   # lenient default
+    with pytest.raises(UserError, match="bits left"):
+        huffman_decode(st.lengths, extra, 4, strict=True)
+    dirty = st.data.clone()
+    dirty[0] |= 0x01                                          # a padding bit set
+    with pytest.raises(UserError, match="bits left"):
+        huffman_decode(st.lengths, dirty, 4, strict=True)
+    with pytest.raises(UserError, match="uint8"):
+        huffman_decode(st.lengths.to(torch.int64), st.data, 4)

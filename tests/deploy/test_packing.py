@@ -41,3 +41,19 @@ def test_out_of_range_codes_and_short_stream():
         pack_bits(torch.tensor([4]), 2)
     with pytest.raises(UserError, match="too short"):
         unpack_bits(torch.zeros(1, dtype=torch.uint8), 4, 3)
+
+
+def test_strict_unpack_wants_exact_length_and_zero_padding():
+    packed = pack_bits(torch.tensor([1, 2, 3]), 3)           # 9 bits: 2 bytes, 7 padding bits
+    assert unpack_bits(packed, 3, 3, strict=True).tolist() == [1, 2, 3]
+    longer = torch.cat([packed, torch.zeros(1, dtype=torch.uint8)])
+    assert unpack_bits(longer, 3, 3).tolist() == [1, 2, 3]
+    with pytest.raises(UserError, match="expected 2"):
+        unpack_bits(longer, 3, 3, strict=True)
+    dirty = packed.clone()
+    dirty[1] |= 0x80
+    assert unpack_bits(dirty, 3, 3).tolist() == [1, 2, 3]
+    with pytest.raises(UserError, match="padding"):
+        unpack_bits(dirty, 3, 3, strict=True)
+    with pytest.raises(UserError, match="n must be an int"):
+        unpack_bits(packed, 3, 3.0)

@@ -102,11 +102,23 @@ def huffman_encode(symbols: Tensor, alphabet_size: int) -> HuffmanStream:
                          if nbytes else torch.zeros(0, dtype=torch.uint8), nbits, s.numel())
 
 
-def huffman_decode(lengths: Tensor, data: Tensor, n: int) -> Tensor:
-    """Decode ``n`` symbols; a stream that ends early or hits an unused code raises."""
-    lens = [int(v) for v in lengths.reshape(-1).tolist()]
+def huffman_decode(lengths: Tensor, data: Tensor, n: int, *, strict: bool = False) -> Tensor:
+    """Decode ``n`` symbols; a stream that ends early or hits an unused code raises.
+
+    With ``strict`` (used when reading files) the stream must also end where
+    `huffman_encode` ends it: fewer than 8 bits left over, all of them zero.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise UserError(f"n must be an int >= 0, got {n!r}")
+    for name, t in (("lengths", lengths), ("data", data)):
+        if not isinstance(t, Tensor) or t.dtype != torch.uint8 or t.dim() != 1:
+            raise UserError(f"Huffman {name} must be a 1-D uint8 tensor, got "
+                            f"{getattr(t, 'dtype', type(t).__name__)}")
+    lens = [int(v) for v in lengths.tolist()]
     _check_lengths(lens)
     if n == 0:
+        if strict and data.numel():
+            raise UserError(f"corrupt Huffman stream: {data.numel()} bytes for 0 symbols")
         return torch.zeros(0, dtype=torch.int64)
     codes = canonical_codes(lens)
     if not codes:
@@ -130,4 +142,7 @@ def huffman_decode(lengths: Tensor, data: Tensor, n: int) -> Tensor:
                 break
         else:
             raise UserError("corrupt Huffman stream: bit pattern matches no code")
+    if strict and (total - pos >= 8 or "1" in bits[pos:]):
+        raise UserError(f"corrupt Huffman stream: {total - pos} bits left after {n} symbols "
+                        "(expected < 8 zero padding bits)")
     return torch.tensor(out, dtype=torch.int64)

@@ -61,16 +61,30 @@ def pack_bits(codes: Tensor, bits: int) -> Tensor:
     return (stream * weights).sum(1).to(torch.uint8)
 
 
-def unpack_bits(packed: Tensor, bits: int, n: int) -> Tensor:
-    """Inverse of :func:`pack_bits`: the first ``n`` codes as a 1-D int64 tensor."""
+def unpack_bits(packed: Tensor, bits: int, n: int, *, strict: bool = False) -> Tensor:
+    """Inverse of :func:`pack_bits`: the first ``n`` codes as a 1-D int64 tensor.
+
+    With ``strict`` (used when reading files) the stream must be exactly
+    ``packed_nbytes(n, bits)`` long and its padding bits zero, as `pack_bits` writes it.
+    """
     _check_bits(bits)
-    if packed.dtype != torch.uint8 or packed.dim() != 1:
-        raise UserError(f"packed must be a 1-D uint8 tensor, got {packed.dtype} "
-                        f"with shape {tuple(packed.shape)}")
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise UserError(f"n must be an int, got {n!r}")
+    if not isinstance(packed, Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1:
+        raise UserError(f"packed must be a 1-D uint8 tensor, got "
+                        f"{getattr(packed, 'dtype', type(packed).__name__)} "
+                        f"with shape {tuple(getattr(packed, 'shape', ()))}")
     need = packed_nbytes(n, bits)
     if packed.numel() < need:
         raise UserError(f"packed stream too short: {packed.numel()} bytes for {n} codes "
                         f"of {bits} bits (need {need})")
+    if strict:
+        if packed.numel() != need:
+            raise UserError(f"packed stream has {packed.numel()} bytes, expected {need} for "
+                            f"{n} codes of {bits} bits")
+        used = (n * bits) % 8
+        if used and int(packed[-1]) >> used:
+            raise UserError("packed stream has non-zero padding bits")
     if n == 0:
         return torch.zeros(0, dtype=torch.int64)
     data = packed[:need].to(torch.int64)
