@@ -12,3 +12,7 @@ class UserError(SlimkitError, ValueError):
 class FormatError(UserError):
     """A file that is corrupt, truncated or not of the expected format; names the file and the
     field at fault."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """An input file that does not exist (also a FileNotFoundError, for older callers)."""

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor
 
-from slimkit.errors import FormatError, UserError
+from slimkit.errors import FormatError, MissingFileError, UserError
 
 __all__ = ["CHECKSUM_KEY", "atomic_write", "check_writable", "digest_tensors", "digest_tree",
            "read_safetensors", "parse_safetensors", "write_safetensors", "verify_checksum",
@@ -272,7 +272,7 @@ def read_safetensors(path: str | os.PathLike, what: str = "safetensors file",
     """
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"{what} not found: {p}")
+        raise MissingFileError(f"{what} not found: {p}")
     try:
         blob = p.read_bytes()
     except OSError as e:

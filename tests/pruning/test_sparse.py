@@ -73,3 +73,93 @@ def test_load_rejects_foreign_file(tmp_path):
     save_file({"a": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
     with pytest.raises(UserError, match="not a slimkit-sparse"):
         load_sparse(tmp_path / "x.safetensors", nn.Linear(1, 1))
+
+
+def _saved(tmp_path):
+    model = nn.Sequential(_prune(nn.Conv2d(2, 3, 3)), nn.ReLU(), nn.Flatten(),
+                          _prune(nn.Linear(3 * 4 * 4, 8), 0.3))
+    path = tmp_path / "m.safetensors"
+    save_sparse(to_sparse(model, 0.5), path)
+    return model, path
+
+
+def _resign(path, tensors, meta):
+    from safetensors.torch import save_file
+
+    from slimkit.fileio import CHECKSUM_KEY, digest_tensors
+
+    meta = {**meta, CHECKSUM_KEY: digest_tensors(tensors, meta)}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _contents(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())  # noqa: SIM118
+
+
+def test_flipped_value_bit_is_refused_by_the_checksum(tmp_path):
+    from slimkit.errors import FormatError
+
+    model, path = _saved(tmp_path)
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0x04
+    path.write_bytes(bytes(blob))
+    with pytest.raises(FormatError, match="checksum"):
+        load_sparse(path, model)
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("col_out_of_range", "column indices outside"),
+    ("crow_decreasing", "row pointers"),
+    ("unsorted_cols", "increase within each row"),
+    ("bad_kind", "kind must be"),
+    ("extra_key", "unexpected \\['x'\\]"),
+    ("nan_value", "NaN"),
+    ("index_dtype", "index dtypes"),
+])
+def test_csr_fields_are_validated_behind_the_checksum(tmp_path, damage, match):
+    import json
+
+    from slimkit.errors import FormatError
+
+    model, path = _saved(tmp_path)
+    t, m = _contents(path)
+    layers = json.loads(m["sparse_layers"])
+    if damage == "col_out_of_range":
+        t["3.col_indices"] = t["3.col_indices"].clone()
+        t["3.col_indices"][0] = 48
+    elif damage == "crow_decreasing":
+        t["3.crow_indices"] = t["3.crow_indices"].clone()
+        t["3.crow_indices"][1] = t["3.crow_indices"][2] + 1
+    elif damage == "unsorted_cols":
+        row = t["3.crow_indices"]
+        r = next(i for i in range(8) if row[i + 1] - row[i] >= 2)
+        c = t["3.col_indices"].clone()
+        c[row[r]], c[row[r] + 1] = c[row[r] + 1].clone(), c[row[r]].clone()
+        t["3.col_indices"] = c
+    elif damage == "bad_kind":
+        layers["3"]["kind"] = "conv3d"
+    elif damage == "extra_key":
+        layers["3"]["x"] = 1
+    elif damage == "nan_value":
+        t["3.values"] = t["3.values"].clone()
+        t["3.values"][0] = float("nan")
+    elif damage == "index_dtype":
+        t["3.col_indices"] = t["3.col_indices"].to(torch.int16)
+    m["sparse_layers"] = json.dumps(layers)
+    _resign(path, t, m)
+    with pytest.raises(FormatError, match=match):
+        load_sparse(path, model)
+
+
+def test_wrong_model_and_missing_file(tmp_path):
+    model, path = _saved(tmp_path)
+    other = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 9))
+    with pytest.raises(UserError, match="shape"):
+        load_sparse(path, other)
+    with pytest.raises(FileNotFoundError):
+        load_sparse(tmp_path / "none.safetensors", model)
+    with pytest.raises(UserError, match="none.safetensors"):
+        load_sparse(tmp_path / "none.safetensors", model)

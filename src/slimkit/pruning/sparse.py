@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -23,9 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimkit.errors import UserError
+from slimkit.errors import FormatError, MissingFileError, UserError
+from slimkit.fileio import (
+    check_finite, check_metadata, guard_load, parse_json, read_safetensors, write_safetensors,
+)
 
-FORMAT = "slimkit-sparse-csr/1"
+FORMAT = "slimkit-sparse-csr/2"          # /2 adds the sha256 checksum
+LEGACY_FORMAT = "slimkit-sparse-csr/1"   # loads with a warning (no checksum)
 
 
 def _csr(weight2d: Tensor, index_dtype: torch.dtype = torch.int32) -> Tensor:
@@ -224,10 +229,9 @@ def to_sparse(model: nn.Module, min_sparsity: float = 0.5) -> nn.Module:
 def save_sparse(model: nn.Module, path: str | Path) -> int:
     """Write `model` as safetensors: CSR arrays of sparse layers, other tensors dense.
 
-    Returns the file size in bytes. The layer layout sits in the str->str metadata (JSON).
+    Returns the file size in bytes. The layer layout sits in the str->str metadata (JSON),
+    with a SHA-256 checksum of the whole content; the write is atomic.
     """
-    from safetensors.torch import save_file
-
     tensors: dict[str, Tensor] = {}
     layers: dict[str, dict] = {}
     sparse_names = set()
@@ -241,53 +245,162 @@ def save_sparse(model: nn.Module, path: str | Path) -> int:
         owner = k.rpartition(".")[0]
         if owner not in sparse_names and not t.is_sparse_csr:
             tensors[k] = t.detach().contiguous()
-    save_file(tensors, str(path), metadata={"format": FORMAT, "sparse_layers": json.dumps(layers)})
-    return Path(path).stat().st_size
+    meta = {"format": FORMAT, "sparse_layers": json.dumps(layers)}
+    return write_safetensors(path, tensors, meta)
+
+
+def _ints(v: object, n: int, lo: int) -> bool:
+    return (isinstance(v, list) and len(v) == n
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= lo for d in v))
+
+
+def _check_layer_cfg(name: str, cfg: object, source: str) -> dict:
+    def bad(msg: str) -> FormatError:
+        return FormatError(f"{source}: corrupt file: sparse layer {name!r}: {msg}")
+
+    if not isinstance(cfg, dict):
+        raise bad("metadata is not a JSON object")
+    kind = cfg.get("kind")
+    want = {"linear": {"kind", "shape"},
+            "conv2d": {"kind", "shape", "in_channels", "kernel_size", "stride", "padding",
+                       "dilation"}}.get(kind if isinstance(kind, str) else "")
+    if want is None:
+        raise bad(f"kind must be 'linear' or 'conv2d', got {kind!r}")
+    if set(cfg) != want:
+        raise bad(f"metadata keys missing {sorted(want - set(cfg))}, unexpected "
+                  f"{sorted(set(cfg) - want)}")
+    if not _ints(cfg["shape"], 2, 1):
+        raise bad(f"shape must be two positive ints, got {cfg['shape']!r}")
+    if kind == "conv2d":
+        for key, lo in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)):
+            if not _ints(cfg[key], 2, lo):
+                raise bad(f"{key} must be two ints >= {lo}, got {cfg[key]!r}")
+        c_in = cfg["in_channels"]
+        if not _ints([c_in], 1, 1):
+            raise bad(f"in_channels must be a positive int, got {c_in!r}")
+        kh, kw = cfg["kernel_size"]
+        if cfg["shape"][1] != c_in * kh * kw:
+            raise bad(f"shape {cfg['shape']} does not fit in_channels={c_in} and "
+                      f"kernel_size={cfg['kernel_size']}")
+    return cfg
+
+
+def _check_csr(name: str, crow: Tensor, col: Tensor, values: Tensor, shape: list[int],
+               source: str) -> None:
+    """CSR invariants: row pointers from 0 to nnz, never decreasing; column indices in range
+    and strictly increasing within each row."""
+    def bad(msg: str) -> FormatError:
+        return FormatError(f"{source}: corrupt file: sparse layer {name!r}: {msg}")
+
+    rows, cols = shape
+    if crow.dtype not in (torch.int32, torch.int64) or col.dtype != crow.dtype:
+        raise bad(f"index dtypes {crow.dtype}/{col.dtype}, expected int32 or int64 (both alike)")
+    if not values.is_floating_point():
+        raise bad(f"values have dtype {values.dtype}, expected floating point")
+    if crow.dim() != 1 or col.dim() != 1 or values.dim() != 1:
+        raise bad("crow_indices, col_indices and values must be 1-D")
+    nnz = values.numel()
+    if crow.numel() != rows + 1 or col.numel() != nnz:
+        raise bad(f"{crow.numel()} row pointers and {col.numel()} column indices for "
+                  f"{rows} rows and {nnz} values")
+    c, k = crow.to(torch.int64), col.to(torch.int64)
+    if int(c[0]) != 0 or int(c[-1]) != nnz or bool((c[1:] < c[:-1]).any()):
+        raise bad("row pointers must rise from 0 to the number of values")
+    if nnz and (int(k.min()) < 0 or int(k.max()) >= cols):
+        raise bad(f"column indices outside [0, {cols})")
+    if nnz > 1:
+        row_of = torch.repeat_interleave(torch.arange(rows), c[1:] - c[:-1])
+        same_row = row_of[1:] == row_of[:-1]
+        if bool((same_row & (k[1:] <= k[:-1])).any()):
+            raise bad("column indices must increase within each row")
 
 
 def load_sparse(path: str | Path, model: nn.Module) -> nn.Module:
     """Rebuild a sparse model from `save_sparse`'s file onto a copy of the dense architecture
-    `model` (its weights are replaced)."""
-    import copy
+    `model` (its weights are replaced).
 
-    from safetensors import safe_open
-
+    Every field is validated (layer metadata, CSR invariants, dtypes, shapes, the tensors the
+    model expects) and the checksum checked: a corrupt file raises `FormatError`, one that
+    does not fit `model` a `UserError`. Checksum-less ``slimkit-sparse-csr/1`` files load with
+    a warning.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no sparse model file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
-            raise UserError(f"{path} is not a {FORMAT} file (format={meta.get('format')!r})")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    layers = json.loads(meta["sparse_layers"])
+        raise MissingFileError(f"no sparse model file at {path}")
+    with guard_load(path, "sparse model file"):
+        return _load_sparse(path, model)
+
+
+def _load_sparse(path: Path, model: nn.Module) -> nn.Module:
+    import copy
+
+    source = str(path)
+    tensors, meta = read_safetensors(path, what="sparse model file")
+    check_metadata(meta, tensors, source, fmt=FORMAT, legacy=LEGACY_FORMAT,
+                   keys={"sparse_layers"}, what=f"{FORMAT.rpartition('/')[0]} file")
+    layers = parse_json(meta["sparse_layers"], f"{source}: metadata 'sparse_layers'")
+    if not isinstance(layers, dict):
+        raise FormatError(f"{source}: corrupt file: 'sparse_layers' is not a JSON object")
+    check_finite(tensors, source)
     out = copy.deepcopy(model).eval()
     for name, cfg in layers.items():
-        csr = torch.sparse_csr_tensor(
-            tensors.pop(f"{name}.crow_indices"),
-            tensors.pop(f"{name}.col_indices"),
-            tensors.pop(f"{name}.values"),
-            size=tuple(cfg["shape"]),
-            check_invariants=True,
-        )  # the file may be corrupt
+        cfg = _check_layer_cfg(name, cfg, source)
+        try:
+            ref = out.get_submodule(name) if name else None
+        except AttributeError:
+            ref = None
+        linear = cfg["kind"] == "linear"
+        kinds = (nn.Linear, SparseLinear) if linear else (nn.Conv2d, SparseConv2d)
+        if not isinstance(ref, kinds):
+            raise UserError(f"{source}: sparse layer {name!r} is a {cfg['kind']} layer in the "
+                            f"file but {type(ref).__name__ if ref is not None else 'missing'} "
+                            "in the model")
+        ref_shape = [ref.out_features, ref.in_features] if linear else [
+            ref.out_channels, ref.in_channels * math.prod(ref.kernel_size)]
+        if ref_shape != cfg["shape"]:
+            raise UserError(f"{source}: sparse layer {name!r} has shape {cfg['shape']} in the "
+                            f"file but {ref_shape} in the model")
+        arrays = {}
+        for key in ("crow_indices", "col_indices", "values"):
+            if f"{name}.{key}" not in tensors:
+                raise FormatError(f"{source}: corrupt file: tensor '{name}.{key}' is missing")
+            arrays[key] = tensors.pop(f"{name}.{key}")
+        _check_csr(name, arrays["crow_indices"], arrays["col_indices"], arrays["values"],
+                   cfg["shape"], source)
         bias = tensors.pop(f"{name}.bias", None)
-        if cfg["kind"] == "linear":
+        if (bias is None) != (getattr(ref, "bias", None) is None):
+            raise UserError(f"{source}: sparse layer {name!r}: bias "
+                            f"{'missing' if bias is None else 'unexpected'} for the model")
+        if bias is not None and (bias.shape != (cfg["shape"][0],) or bias.dtype != ref.bias.dtype):
+            raise FormatError(f"{source}: corrupt file: '{name}.bias' is "
+                              f"{bias.dtype}{list(bias.shape)}, expected "
+                              f"{ref.bias.dtype}[{cfg['shape'][0]}]")
+        csr = _csr_from_arrays(arrays, cfg["shape"])
+        if linear:
             new: nn.Module = SparseLinear(csr, bias)
         else:
-            new = SparseConv2d(
-                csr,
-                bias,
-                cfg["in_channels"],
-                tuple(cfg["kernel_size"]),
-                tuple(cfg["stride"]),
-                tuple(cfg["padding"]),
-                tuple(cfg["dilation"]),
-            )
+            new = SparseConv2d(csr, bias, cfg["in_channels"], tuple(cfg["kernel_size"]),
+                               tuple(cfg["stride"]), tuple(cfg["padding"]),
+                               tuple(cfg["dilation"]))
         _set(out, name, new)
-    missing, unexpected = out.load_state_dict(tensors, strict=False)
-    missing = [k for k in missing if k.rpartition(".")[0] not in layers]
+    state = out.state_dict()
+    missing = sorted(k for k in set(state) - set(tensors) if k.rpartition(".")[0] not in layers)
+    unexpected = sorted(set(tensors) - set(state))
     if missing or unexpected:
         raise UserError(
             f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    for key, t in tensors.items():
+        if t.shape != state[key].shape or t.dtype != state[key].dtype:
+            raise UserError(f"{path}: {key!r} is {t.dtype}{list(t.shape)} in the file but "
+                            f"{state[key].dtype}{list(state[key].shape)} in the model")
+    out.load_state_dict(tensors, strict=False)
     return out
+
+
+def _csr_from_arrays(arrays: dict[str, Tensor], shape: list[int]) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+        return torch.sparse_csr_tensor(arrays["crow_indices"], arrays["col_indices"],
+                                       arrays["values"], size=tuple(shape),
+                                       check_invariants=False)  # checked by _check_csr
