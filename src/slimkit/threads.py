@@ -5,8 +5,10 @@ that has another busy process, two threads per forward pass fight it for the cor
 LeNet-5 pass went from 2.3 ms (1 thread) to 150 ms (2 threads); under ``torchrun`` each of N
 processes on a host must take cores / N. ``default_threads`` counts the cores this process
 may use (``os.sched_getaffinity``), divides them among ``torchrun``'s local processes
-(``LOCAL_WORLD_SIZE``) and subtracts the load the other processes put on them (the 1-minute
-load average, ``os.getloadavg``); ``SLIMKIT_THREADS`` (or the CLI's ``--threads``) overrides.
+(``LOCAL_WORLD_SIZE``) and subtracts the cores other processes keep busy (runnable
+processes now, from ``/proc/loadavg``, the fewest of a few reads; the 1-minute load average,
+``os.getloadavg``, where that file is missing); ``SLIMKIT_THREADS`` (or the CLI's
+``--threads``) overrides.
 
 >>> choice = apply_threads(1, quiet=True)
 >>> choice.threads, choice.source
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,15 +38,15 @@ class HostLoad:
 
     cores: int  # cores this process may run on (sched_getaffinity)
     load_1m: float  # 1-minute load average (runnable + waiting processes, all users)
-    running: int | None  # processes runnable right now, this one included (/proc/loadavg)
+    running: int | None  # runnable threads now, this one included (/proc/loadavg)
     local_world_size: int  # processes of this job on this host (torchrun), else 1
 
     @property
     def busy_elsewhere(self) -> float:
-        """Cores other processes keep busy: the load average, less what this job adds."""
-        now = None if self.running is None else self.running - 1
-        load = self.load_1m if now is None else min(self.load_1m, float(max(now, 0)) + 0.5)
-        return max(0.0, load - (self.local_world_size - 1))
+        """Cores other processes keep busy now (runnable ones, else the load average), less
+        what this job's other local processes add."""
+        busy = self.load_1m if self.running is None else float(self.running - 1)
+        return max(0.0, busy - (self.local_world_size - 1))
 
     @property
     def free_cores(self) -> int:
@@ -71,12 +74,19 @@ class ThreadChoice:
                 f"{h.load_1m:.2f}, {h.free_cores} free)")
 
 
-def _running() -> int | None:
-    try:
-        with open("/proc/loadavg") as fh:  # "0.38 0.27 0.13 2/187 4321"
-            return int(fh.read().split()[3].split("/")[0])
-    except (OSError, IndexError, ValueError):
-        return None
+def _running(reads: int = 3, gap_s: float = 0.005) -> int | None:
+    """Runnable threads now (this one included): the fewest of ``reads`` reads, so that a
+    process that runs for an instant is not taken for a busy one."""
+    seen = []
+    for i in range(reads):
+        try:
+            with open("/proc/loadavg") as fh:  # "0.38 0.27 0.13 2/187 4321"
+                seen.append(int(fh.read().split()[3].split("/")[0]))
+        except (OSError, IndexError, ValueError):
+            return None
+        if i + 1 < reads:
+            time.sleep(gap_s)
+    return min(seen)
 
 
 def host_load() -> HostLoad:

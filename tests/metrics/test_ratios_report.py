@@ -1,5 +1,6 @@
 """Ratios, composite and the report on hand numbers; files written and parsed back."""
 
+import dataclasses
 import csv
 import json
 import math
@@ -89,7 +90,7 @@ def test_report_writes_md_csv_json_png(tmp_path):
     paths = rep.write(tmp_path)
     assert set(paths) == {"md", "csv", "json", "png"}
     md = paths["md"].read_text()
-    assert "| net | prune | 78.00 | 0.5 | 8.000 | 0.001 | 2.00 | 0.3 | 1.026 | 0.125 |" in md
+    assert "| net | prune | 78.00% | 0.5 | 8.000 | 0.001 | 2.00 | 0.3 | 1.026 | 0.125 |" in md
     assert "| inf |" in md and "0.312 |" in md  # r_D of prune; composite (0.125 + 0.5) / 2
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["method"] for r in rows] == ["baseline", "prune", "unmeasured"]
@@ -97,7 +98,53 @@ def test_report_writes_md_csv_json_png(tmp_path):
     assert rows[1]["extra_sparsity"] == "0.9" and rows[2]["r_p"] == ""
     data = json.loads(paths["json"].read_text())
     assert data["weights"] == {"r_p": 1, "r_c": 1}
-    assert data["rows"][1]["r_D"] == "inf" and data["rows"][0]["composite"] == 1.0
+    assert data["rows"][1]["r_D"] is None and data["rows"][0]["composite"] == 1.0
+    assert "stores no indices" in data["rows"][1]["reasons"]["r_D"]
+    assert "r_D: the original stores no indices" in md  # said under the table too
+    assert '"inf"' not in paths["json"].read_text()
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="unknown ratio"):
         Report(weights={"speed": 1})
+
+
+def test_unstable_latency_is_a_missing_r_t_with_its_reason():
+    shaky = Measurement(accuracy=0.9, param_bytes=100, latency_ms=5.0,
+                        latency_note="spread (IQR/median) 40% above 15%")
+    r = ratios(ORIG, shaky)
+    assert r.r_T is None and "40% above 15%" in r.reasons["r_T"]
+    assert ratios(ORIG, dataclasses.replace(shaky, latency_note="")).r_T == pytest.approx(
+        5.0 / ORIG.latency_ms)
+    with pytest.raises(ValueError, match="latency_note"):
+        Measurement(latency_note=3)
+
+
+def test_paired_latency_ratio_wins_and_unstable_pairs_are_missing():
+    from slimkit.metrics.latency import PairedRatio
+
+    good = PairedRatio(0.5, 0.02, 15, True)
+    assert ratios(ORIG, COMP, latency=good).r_T == 0.5
+    bad = PairedRatio(3.0, 0.6, 15, False, "spread (IQR/median) 60% above 15%")
+    r = ratios(ORIG, COMP, latency=bad)
+    assert r.r_T is None and "60%" in r.reasons["r_T"]
+
+
+def test_report_says_why_a_composite_is_missing(tmp_path):
+    from slimkit.metrics.latency import PairedRatio
+
+    rep = Report(title="t", weights={"r_T": 1, "r_p": 1})
+    rep.add("net", "baseline", ORIG, baseline=ORIG)
+    rep.add("net", "shaky", COMP, baseline=ORIG, note="timed on a busy host",
+            latency=PairedRatio(2.0, 0.5, 9, False, "spread 50%"))
+    data = json.loads(rep.write(tmp_path)["json"].read_text())
+    row = data["rows"][1]
+    assert row["r_T"] is None and row["composite"] is None
+    assert row["reasons"]["composite"] == "weighted ratio(s) missing: r_T"
+    assert row["note"] == "timed on a busy host"
+    assert "2. shaky: timed on a busy host (r_T: latency unstable: spread 50%" in \
+        rep.to_markdown()
+
+
+def test_format_accuracy():
+    from slimkit.metrics import format_accuracy
+
+    assert format_accuracy(0.90364) == "90.36%" and format_accuracy(None) == "-"

@@ -48,18 +48,23 @@ from slimkit.metrics.index import (
     index_space,
 )
 from slimkit.metrics.latency import (
+    SPREAD_LIMIT,
     Latency,
+    LatencyComparison,
+    PairedRatio,
+    compare_latency,
     export_onnx,
     measure_latency,
     onnx_latency,
     train_step_ms,
 )
 from slimkit.metrics.ratios import RATIO_NAMES, Measurement, Ratios, composite, measure, ratios
-from slimkit.metrics.report import DEFAULT_WEIGHTS, Report, Row
+from slimkit.metrics.report import DEFAULT_WEIGHTS, Report, Row, format_accuracy
 from slimkit.metrics.table import layer_table, render_table
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "HOROWITZ_45NM", "INDEX_ENCODINGS", "MAC_COUNTERS", "RATIO_NAMES",
+    "DEFAULT_WEIGHTS", "HOROWITZ_45NM", "SPREAD_LIMIT", "LatencyComparison", "PairedRatio",
+    "compare_latency", "format_accuracy", "INDEX_ENCODINGS", "MAC_COUNTERS", "RATIO_NAMES",
     "SURVEY_DEVICES", "DeviceProfile", "Energy", "EnergyCosts", "Estimate", "IndexSpace",
     "Latency", "LayerCount", "LayerEnergy", "MacCount", "MeasuredEnergy", "Measurement",
     "Missing", "Ratios", "Report", "Row", "composite", "count_macs", "count_params",

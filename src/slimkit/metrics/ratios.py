@@ -14,6 +14,11 @@ bits: 0/0 is 1.0 (neither stores indices) and x/0 with x > 0 is ``inf`` (the com
 stores indices the original did not need). ``index_mode="total"`` divides index bits +
 parameter bits, the whole encoded size, which stays finite.
 
+A ratio that cannot be trusted or is infinite carries a reason in ``Ratios.reasons``: r_T is
+None when either latency was measured on an unstable host (``Measurement.latency_note``) or
+when the interleaved comparison passed as ``latency`` (``metrics.latency.compare_latency``)
+is unstable; reports write None and inf as JSON null with the reason.
+
 ``composite`` is the weighted average of [7] (survey section 3.1): weights set by the user,
 normalised to sum 1.
 
@@ -31,7 +36,7 @@ normalised to sum 1.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
@@ -52,7 +57,8 @@ class Measurement:
     """What was measured of one model; None where not measured.
 
     accuracy: top-1 fraction in [0, 1]; param_bytes: S; latency_ms: T; macs: C;
-    energy_uj: E; index_bits: D (bits of stored indices).
+    energy_uj: E; index_bits: D (bits of stored indices); latency_note: why latency_ms cannot
+    be trusted ('' when it can: see ``slimkit.metrics.latency``).
     """
 
     accuracy: float | None = None
@@ -61,11 +67,14 @@ class Measurement:
     macs: int | None = None
     energy_uj: float | None = None
     index_bits: int | None = None
+    latency_note: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.latency_note, str):
+            raise ValueError(f"Measurement.latency_note must be a str, got {self.latency_note!r}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or f.name == "latency_note":
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 \
                     or math.isnan(value):
@@ -89,9 +98,11 @@ class Ratios:
     r_c: float | None
     r_E: float | None
     r_D: float | None
+    reasons: dict[str, str] = field(default_factory=dict)  # ratio name -> why missing or inf
 
     def to_dict(self) -> dict[str, float | None]:
-        return asdict(self)
+        """The six ratios (``reasons`` apart)."""
+        return {name: getattr(self, name) for name in RATIO_NAMES}
 
 
 def _div(num: float | None, den: float | None) -> float | None:
@@ -102,9 +113,27 @@ def _div(num: float | None, den: float | None) -> float | None:
     return num / den
 
 
+def _latency_ratio(original: Measurement, compressed: Measurement,
+                   latency: Any) -> tuple[float | None, str]:
+    if latency is not None:  # a PairedRatio from compare_latency
+        if not latency.stable:
+            return None, f"latency unstable: {latency.reason}"
+        return float(latency.value), ""
+    notes = [f"{side} {m.latency_note}" for side, m in (("original:", original),
+                                                         ("compressed:", compressed))
+             if m.latency_note and m.latency_ms is not None]
+    if notes:
+        return None, "latency unstable: " + "; ".join(notes)
+    return _div(compressed.latency_ms, original.latency_ms), ""
+
+
 def ratios(original: Measurement, compressed: Measurement,
-           index_mode: str = "index") -> Ratios:
-    """The survey's six ratios of ``compressed`` against ``original`` (see module doc)."""
+           index_mode: str = "index", latency: Any = None) -> Ratios:
+    """The survey's six ratios of ``compressed`` against ``original`` (see module doc).
+
+    ``latency`` (a ``PairedRatio``, ``compare_latency(...).ratio(i, j)``) gives r_T from
+    interleaved rounds instead of the two measurements' latencies.
+    """
     if index_mode not in INDEX_MODES:
         raise ValueError(f"index_mode must be one of {INDEX_MODES}, got {index_mode!r}")
 
@@ -113,14 +142,23 @@ def ratios(original: Measurement, compressed: Measurement,
             return m.index_bits
         return None if m.param_bytes is None else m.index_bits + 8 * m.param_bytes
 
-    return Ratios(
+    r_T, why_T = _latency_ratio(original, compressed, latency)
+    out = dict(
         r_A=_div(original.accuracy, compressed.accuracy),
         r_p=_div(compressed.param_bytes, original.param_bytes),
-        r_T=_div(compressed.latency_ms, original.latency_ms),
+        r_T=r_T,
         r_c=_div(compressed.macs, original.macs),
         r_E=_div(compressed.energy_uj, original.energy_uj),
         r_D=_div(d(compressed), d(original)),
     )
+    reasons = {"r_T": why_T} if why_T else {}
+    if out["r_D"] == math.inf:
+        reasons["r_D"] = ("the original stores no indices, the compressed model does (x/0); "
+                          "index_mode='total' gives a finite ratio")
+    for name, value in out.items():
+        if value == math.inf and name not in reasons:
+            reasons[name] = "the original's value is 0 (x/0)"
+    return Ratios(**out, reasons=reasons)
 
 
 def composite(r: Ratios, weights: Mapping[str, float]) -> float:
@@ -177,6 +215,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], loader: Any = None,
         accuracy=accuracy,
         param_bytes=param_bytes(model),
         latency_ms=lat.median_ms if lat else None,
+        latency_note=lat.reason if lat else "",
         macs=count_macs(model, input_shape, skip_zeros=skip_zeros).total,
         energy_uj=en.total_uj if en else None,
         index_bits=index_space(model, encoding=index_encoding).bits,

@@ -2,6 +2,10 @@
 
 ``Report.write(folder)`` writes Markdown (a survey-style table), CSV, JSON and a PNG with two
 panels (accuracy vs parameter size, accuracy vs latency; one labelled point per row).
+Accuracy is written one way everywhere (``format_accuracy``: ``90.36%``). A ratio that is
+missing or infinite is ``-``/``inf`` in the table and JSON ``null`` in the files, with its
+reason (``Ratios.reasons``) in the row's ``reasons``; a row's ``note`` explains a surprising
+row under the table.
 
 >>> from slimkit.metrics.ratios import Measurement
 >>> rep = Report()
@@ -24,7 +28,12 @@ from typing import Any, Mapping
 from slimkit.metrics.ratios import RATIO_NAMES, Measurement, Ratios, composite
 from slimkit.metrics.ratios import ratios as compute_ratios
 
-__all__ = ["Row", "Report", "DEFAULT_WEIGHTS"]
+__all__ = ["Row", "Report", "DEFAULT_WEIGHTS", "format_accuracy"]
+
+
+def format_accuracy(fraction: float | None) -> str:
+    """A top-1 fraction as slimkit prints accuracy everywhere: 0.9036 -> '90.36%'."""
+    return "-" if fraction is None else f"{100 * fraction:.2f}%"
 
 # Equal weights on the five ratios that are finite for any pair of models; r_D is left out
 # because a dense original makes it 0/0 or x/0 (see slimkit.metrics.ratios).
@@ -32,7 +41,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {"r_A": 1.0, "r_p": 1.0, "r_T": 1.0, "r_c": 
                                      "r_E": 1.0}
 
 _COLUMNS = (  # (header, measurement field, scale, format)
-    ("top-1 (%)", "accuracy", 100.0, "{:.2f}"),
+    ("top-1", "accuracy", 100.0, "{:.2f}%"),
     ("size (KB)", "param_bytes", 1 / 1024, "{:.1f}"),
     ("latency (ms)", "latency_ms", 1.0, "{:.3f}"),
     ("MACs (M)", "macs", 1e-6, "{:.3f}"),
@@ -48,6 +57,7 @@ class Row:
     measurement: Measurement
     ratios: Ratios | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # why this row looks the way it does (printed under the table)
 
 
 def _fmt(value: float | None, spec: str = "{:.3f}") -> str:
@@ -60,7 +70,7 @@ def _fmt(value: float | None, spec: str = "{:.3f}") -> str:
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-        return str(value)  # strict JSON has no inf/nan
+        return None  # strict JSON has no inf/nan: null, with the reason in the row's reasons
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -80,13 +90,24 @@ class Report:
 
     def add(self, model: str, method: str, measurement: Measurement,
             baseline: Measurement | None = None, ratios: Ratios | None = None,
-            **extra: Any) -> None:
-        """Add a row; ratios come from ``ratios`` or are computed against ``baseline``."""
+            note: str = "", latency: Any = None, **extra: Any) -> None:
+        """Add a row; ratios come from ``ratios`` or are computed against ``baseline`` (r_T
+        from ``latency``, a ``PairedRatio``, when given). ``note`` explains the row."""
         if not isinstance(measurement, Measurement):
             raise TypeError(f"measurement must be a Measurement, got {type(measurement)!r}")
         if ratios is None and baseline is not None:
-            ratios = compute_ratios(baseline, measurement)
-        self.rows.append(Row(model, method, measurement, ratios, dict(extra)))
+            ratios = compute_ratios(baseline, measurement, latency=latency)
+        self.rows.append(Row(model, method, measurement, ratios, dict(extra), note))
+
+    def reasons_of(self, row: Row) -> dict[str, str]:
+        """Why a ratio (or the composite) of ``row`` is missing or infinite."""
+        out = dict(row.ratios.reasons) if row.ratios else {}
+        if row.ratios is not None and self.composite_of(row) is None:
+            missing = [n for n, w in self.weights.items() if w and getattr(row.ratios, n) is None]
+            out["composite"] = f"weighted ratio(s) missing: {', '.join(missing)}"
+        if row.measurement.latency_note and "r_T" not in out:
+            out["latency_ms"] = row.measurement.latency_note
+        return out
 
     def composite_of(self, row: Row) -> float | None:
         if row.ratios is None:
@@ -105,6 +126,8 @@ class Report:
             r = row.ratios.to_dict() if row.ratios else dict.fromkeys(RATIO_NAMES)
             rec.update(r)
             rec["composite"] = self.composite_of(row)
+            rec["reasons"] = self.reasons_of(row)
+            rec["note"] = row.note
             rec.update({f"extra_{k}": v for k, v in row.extra.items()})
             out.append(rec)
         return out
@@ -127,6 +150,15 @@ class Report:
         weights = ", ".join(f"{k}={v:g}" for k, v in self.weights.items())
         lines += ["", "Ratios are compressed / original (r_A = original / compressed "
                   f"accuracy); lower is better. Composite: weighted mean with {weights}."]
+        notes = []
+        for i, row in enumerate(self.rows, 1):
+            why = "; ".join(f"{k}: {v}" for k, v in self.reasons_of(row).items()
+                            if not (k == "r_D" and i == 1))
+            text = " ".join(t for t in (row.note, f"({why})" if why else "") if t)
+            if text:
+                notes.append(f"{i}. {row.method}: {text}")
+        if notes:
+            lines += ["", "Notes (rows numbered from the top):", *notes]
         return "\n".join(lines) + "\n"
 
     def write(self, folder: str | Path, stem: str = "report") -> dict[str, Path]:
@@ -142,7 +174,8 @@ class Report:
         with paths["csv"].open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys or ["model", "method"])
             writer.writeheader()
-            writer.writerows(records)
+            writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v
+                              for k, v in rec.items()} for rec in records)
         payload = {"title": self.title, "weights": self.weights, "rows": records}
         paths["json"].write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
         self._plot(paths["png"])
