@@ -173,6 +173,12 @@ def resolve_task(args: argparse.Namespace, loaded: "Loaded", required: bool = Tr
     if root is None and stored is not None and stored["data"] == args.data:
         root = stored["root"]
     task = task_for(args.data, root)
+    if loaded.kind == "zoo":  # a bare zoo model is built for the data set's channels/classes
+        from slimkit import zoo
+
+        loaded.arch_kwargs = {"num_classes": task["num_classes"],
+                              "in_channels": task["input_shape"][0]}
+        loaded.model = zoo.create(loaded.arch, **loaded.arch_kwargs)
     if stored is not None:
         if tuple(task["input_shape"]) != tuple(stored["input_shape"]):
             raise UserError(
@@ -276,6 +282,7 @@ class Loaded:
     task: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
@@ -319,8 +326,10 @@ def load_model(spec: str, num_classes: int = 10, in_channels: int | None = None)
             return _load_qfile(path, spec)
         return _load_onnx(path, spec)
     if spec in zoo.names():
-        return Loaded(zoo.create(spec, num_classes=num_classes, in_channels=in_channels), spec,
-                      spec, "zoo")
+        kwargs = {"num_classes": num_classes, "in_channels": in_channels}
+        if in_channels is None:
+            del kwargs["in_channels"]
+        return Loaded(zoo.create(spec, **kwargs), spec, spec, "zoo", arch_kwargs=kwargs)
     raise UserError(
         f"{spec!r} is neither a model file nor a zoo model; zoo models: {', '.join(zoo.names())}")
 
@@ -335,7 +344,7 @@ def _load_model_file(path: Path, spec: str) -> Loaded:
     model = _load(path)
     check_finite_weights(model, spec)
     task = check_task_record(meta["task"], spec) if meta.get("task") is not None else None
-    return Loaded(model, obj["arch"], spec, "model", task, meta, path)
+    return Loaded(model, obj["arch"], spec, "model", task, meta, path, dict(obj["arch_kwargs"]))
 
 
 def _load_qfile(path: Path, spec: str) -> Loaded:
@@ -382,7 +391,7 @@ def _load_onnx(path: Path, spec: str) -> Loaded:
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types on bad graphs
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{spec}: onnxruntime cannot load it ({first})") from None
-    return Loaded(module, props.get(ONNX_ARCH_KEY, path.stem), spec, "onnx", task, props, path)
+    return Loaded(module, props.get(ONNX_ARCH_KEY, ""), spec, "onnx", task, props, path)
 
 
 def load_model_or_arch(spec: str, num_classes: int = 10, in_channels: int | None = None):
@@ -431,11 +440,17 @@ def _read_only(p: Path) -> bool:
 def check_out(path: str | os.PathLike, flag: str = "--out", inputs: Sequence[str] = (),
               suffixes: Sequence[str] | None = None, folder: bool = False) -> Path:
     """Refuse an output path before any work: a folder (or, with `folder`, a file), a path
-    under a file, a read-only file or folder, an input of the same command, a wrong suffix."""
+    under a file, a read-only file or folder, an input of the same command, a wrong suffix.
+
+    Files go through `slimkit.fileio.check_writable`; the mode bits are checked as well, so a
+    read-only file or folder is refused even for root (whom `os.access` lets write anything).
+    """
+    from slimkit.fileio import check_writable
+
     out = Path(path)
     if str(path) == "" or out.name in ("", ".", ".."):
-        raise UserError(f"{flag}: {str(path)!r} is not a file name")
-    if suffixes is not None and not folder and out.suffix.lower() not in suffixes:
+        raise UserError(f"{flag}: {str(path)!r} is not a {'folder' if folder else 'file'} name")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
         want = " or ".join(suffixes)
         raise UserError(f"{flag} {path}: this command writes a {want} file; use a name ending "
                         f"in {want}")
@@ -445,23 +460,16 @@ def check_out(path: str | os.PathLike, flag: str = "--out", inputs: Sequence[str
             src.exists() and out.exists() and os.path.samefile(src, out))
         if same:
             raise UserError(f"{flag} {path} is also an input ({given}); write to a new file")
-    try:
-        check_writable = __import__("slimkit.fileio", fromlist=["check_writable"]).check_writable
-    except (ImportError, AttributeError):
-        check_writable = None
-    if check_writable is not None and not folder:
-        check_writable(out, flag=flag)
-        return out
+    if not folder:
+        check_writable(out, flag, inputs=inputs, create_parents=True)
+    elif out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {path} is a file; give a folder")
     if out.exists():
-        if out.is_dir() and not folder:
-            raise UserError(f"{flag} {path} is a folder; give a file name")
-        if folder and not out.is_dir():
-            raise UserError(f"{flag} {path} is a file; give a folder")
         if _read_only(out):
             raise UserError(f"{flag} {path} is read-only")
         return out
     parent = out.parent
-    while not parent.exists():
+    while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise UserError(f"{flag} {path} lies under {parent}, which is a file, not a folder")

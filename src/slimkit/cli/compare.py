@@ -1,23 +1,41 @@
-"""`slimkit compare ORIGINAL COMPRESSED`: the survey's six ratios and a composite."""
+"""`slimkit compare ORIGINAL COMPRESSED`: the survey's six ratios and a composite.
+
+Both models must take the same inputs and predict the same classes (checked before any
+measurement); the data set defaults to the one stored in the model files.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from slimkit.cli._common import add_data_args, load_model_or_arch, make_loader, parse_shape
+from slimkit.cli._common import (HelpFormatter, add_data_args, check_fits, check_out,
+                                 check_shape_fits, load_model, make_loader, parse_shape,
+                                 resolve_task)
+from slimkit.errors import UserError
+
+RATIOS = ("r_A", "r_p", "r_T", "r_c", "r_E", "r_D")
 
 
 def parse_weights(text: str) -> dict[str, float]:
     """'r_A=2,r_p=1' -> {'r_A': 2.0, 'r_p': 1.0}."""
+    import math
+
     weights = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--weights items look like r_A=1, got {item!r}")
+            raise UserError(f"--weights items look like r_A=1, got {item!r}")
+        name = name.strip()
+        if name not in RATIOS:
+            raise UserError(f"--weights: unknown ratio {name!r}; known: {', '.join(RATIOS)}")
         try:
-            weights[name.strip()] = float(value)
+            weights[name] = float(value)
         except ValueError:
-            raise ValueError(f"--weights: {value!r} is not a number") from None
+            raise UserError(f"--weights: {value!r} is not a number") from None
+        if not math.isfinite(weights[name]) or weights[name] < 0:
+            raise UserError(f"--weights: {name} must be a finite number >= 0, got {value!r}")
+    if not weights:
+        raise UserError("--weights: give at least one ratio, e.g. r_A=1")
     return weights
 
 
@@ -42,41 +60,94 @@ def _measure_deployed(model, shape, loader):
         return dataclasses.replace(m, latency_ms=measure_latency(runtime, shape).median_ms)
 
 
+def _measure_onnx(loaded, shape, loader):
+    """An ONNX file as deployed: its accuracy and latency in onnxruntime, its size on disk,
+    and the MACs recorded by `slimkit quantize` (None for a foreign ONNX file)."""
+    from slimkit.cli._common import ONNX_MACS_KEY
+    from slimkit.metrics import Measurement, measure_latency
+    from slimkit.train import evaluate
+
+    macs = loaded.meta.get(ONNX_MACS_KEY)
+    return Measurement(
+        accuracy=evaluate(loaded.model, loader)["top1"],
+        param_bytes=loaded.model.storage_bytes(),
+        latency_ms=measure_latency(loaded.model, shape).median_ms,
+        macs=int(macs) if macs and str(macs).isdigit() else None,
+        index_bits=0,
+    )
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("compare", help="six ratios of a compressed model to its original",
-                              description="Measure two model files and print r_A, r_p, r_T, "
-                              "r_c, r_E, r_D and their weighted composite.")
+    p = subparsers.add_parser(
+        "compare", help="six ratios of a compressed model to its original",
+        formatter_class=HelpFormatter,
+        description="Measure two model files and print r_A, r_p, r_T, r_c, r_E, r_D and their "
+        "weighted composite. The compressed model may be the .onnx file `slimkit quantize` "
+        "writes (measured in onnxruntime).")
     p.add_argument("original", help="model file (or zoo name) of the original")
-    p.add_argument("compressed", help="model file of the compressed model")
-    p.add_argument("--input-shape", default=None, help="C,H,W (default: the data set's)")
+    p.add_argument("compressed", help="model file of the compressed model (.pt, .onnx, "
+                   ".safetensors)")
+    p.add_argument("--input-shape", default=None,
+                   help="C,H,W (default: the data set's)")
     p.add_argument("--weights", default="r_A=1,r_p=1,r_T=1,r_c=1,r_E=1,r_D=0",
                    help="composite weights, e.g. r_A=3,r_T=1 (lower composite is better)")
-    p.add_argument("--out", default=None, help="folder for report.md/.csv/.json/.png")
+    p.add_argument("--any-arch", action="store_true",
+                   help="allow a compressed model of another architecture (a distilled student)")
+    p.add_argument("--out", default=None,
+                   help="folder for report.md/.csv/.json/.png (default: print only)")
     add_data_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from slimkit import data
     from slimkit.deploy.onnx_int8 import quantized_bits
     from slimkit.metrics import Report, measure, onnx_latency
     from slimkit.train import evaluate
 
     weights = parse_weights(args.weights)
-    shape = parse_shape(args.input_shape) if args.input_shape else data.input_shape(args.data)
-    test = make_loader(args, "test")
+    if args.out:
+        check_out(args.out, "--out", inputs=(args.original, args.compressed), folder=True)
+    original = load_model(args.original)
+    compressed = load_model(args.compressed)
+    if original.kind == "onnx":
+        raise UserError(f"{args.original}: the original must be a .pt model file or a zoo name "
+                        "(an ONNX file is the deployed, compressed side)")
+    if args.data is None and original.task is None and compressed.task is not None:
+        original.task = compressed.task  # a zoo original borrows the compressed model's task
+    task = resolve_task(args, original)
+    if compressed.task is not None and args.data is None:
+        if (tuple(compressed.task["input_shape"]), compressed.task["num_classes"]) != \
+                (tuple(task["input_shape"]), task["num_classes"]):
+            raise UserError(
+                f"{args.compressed} was trained on {compressed.task['data']} "
+                f"{tuple(compressed.task['input_shape'])} with {compressed.task['num_classes']} "
+                f"classes, {args.original} on {task['data']} {tuple(task['input_shape'])} with "
+                f"{task['num_classes']}: compare models of one task")
+    if compressed.task is not None and args.data is not None:
+        resolve_task(args, compressed)  # the same shape/class check for the other side
+    shape = parse_shape(args.input_shape) if args.input_shape else tuple(task["input_shape"])
+    test = make_loader(task, "test", args.batch_size, args.limit)
+    for side, loaded in (("original", original), ("compressed", compressed)):
+        if args.input_shape:
+            check_shape_fits(loaded.model, shape, f"{side} {loaded.source}")
+        check_fits(loaded.model, test, task, f"{side} {loaded.source}")
+    if compressed.arch and original.arch != compressed.arch and not args.any_arch:
+        raise UserError(f"{args.original} is {original.arch} but {args.compressed} is "
+                        f"{compressed.arch}; pass --any-arch to compare different "
+                        "architectures (e.g. a distilled student)")
     report = Report(title=f"{args.compressed} vs {args.original}", weights=weights)
-    original, _ = load_model_or_arch(args.original)
-    compressed, _ = load_model_or_arch(args.compressed)
-    base = measure(original, shape, test, evaluate)
-    if quantized_bits(compressed) is not None:  # same runtime on both sides of r_T
-        base = dataclasses.replace(base, latency_ms=onnx_latency(original, shape).median_ms)
+    base = measure(original.model, shape, test, evaluate)
+    if compressed.kind == "onnx" or quantized_bits(compressed.model) is not None:
+        base = dataclasses.replace(base, latency_ms=onnx_latency(original.model, shape).median_ms)
         print("latency: both models in onnxruntime (the original in fp32, the quantized one "
               "as its int8 QDQ export)")
     report.add(args.original, "original", base, baseline=base)
-    report.add(args.compressed, "compressed", _measure_deployed(compressed, shape, test),
-               baseline=base)
+    if compressed.kind == "onnx":
+        measured = _measure_onnx(compressed, shape, test)
+    else:
+        measured = _measure_deployed(compressed.model, shape, test)
+    report.add(args.compressed, "compressed", measured, baseline=base)
     print(report.to_markdown())
     if args.out:
         paths = report.write(args.out)
