@@ -204,6 +204,7 @@ def fit(
                 break
         bar.close()
         hook_list.on_epoch_end(model, epoch)
+        _check_weights_finite(model, epoch, history.steps, lr, ckpt_path)
         _sync_buffers(model)
         stats = D.all_reduce_sum(stats)
         val = evaluate(model, val_loader, device) if val_loader is not None else None
@@ -223,6 +224,18 @@ def fit(
             D.barrier()
     model.eval()
     return history
+
+
+def _check_weights_finite(model: nn.Module, epoch: int, steps: int, lr: float,
+                          ckpt_path: Path | None) -> None:
+    """The loss check runs before each step; this catches a step (the last one included) that
+    turned the weights to NaN/inf, before they are validated, checkpointed or saved."""
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise UserError(
+                f"training diverged in epoch {epoch + 1} by step {steps}: {name} holds NaN or "
+                f"inf; lower the learning rate (lr={lr})"
+                + (f"; the last good epoch is in {ckpt_path}" if ckpt_path else ""))
 
 
 def _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir) -> None:
