@@ -85,14 +85,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    from slimkit.errors import SlimkitError
+
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("slimkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (SlimkitError, ValueError, KeyError, OSError) as exc:
+        # errors a user can cause: one line, exit status 2. Anything else is a bug and keeps
+        # its traceback.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"slimkit: error: {message}", file=sys.stderr)
+        if isinstance(exc, OSError) and not isinstance(exc, SlimkitError) and exc.strerror:
+            message = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+        text = " ".join(str(message).split()) or type(exc).__name__
+        print(f"slimkit: error: {text}", file=sys.stderr)
         return 2
 
 
