@@ -36,7 +36,7 @@ from slimkit.errors import FormatError, MissingFileError, UserError
 
 __all__ = ["CHECKSUM_KEY", "atomic_write", "check_writable", "digest_tensors", "digest_tree",
            "read_safetensors", "parse_safetensors", "write_safetensors", "verify_checksum",
-           "check_metadata", "parse_json", "check_finite", "guard_load", "UNCHECKED"]
+           "check_metadata", "check_state_dict", "parse_json", "check_finite", "guard_load", "UNCHECKED"]
 
 CHECKSUM_KEY = "sha256"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -403,3 +403,25 @@ def guard_load(path: str | os.PathLike, what: str) -> Iterator[None]:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise FormatError(f"{path}: corrupt or unusable {what} ({UNCHECKED}: "
                           f"{type(e).__name__}: {reason})") from e
+
+
+def check_state_dict(model: torch.nn.Module, state: Mapping[str, Any], source: str) -> None:
+    """Compare ``state`` with ``model.state_dict()``: same keys, and each value a tensor of the
+    same shape and dtype. Raises `UserError` naming ``source`` and the keys at fault."""
+    want = model.state_dict()
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    if missing or unexpected:
+        raise UserError(f"{source}: weights do not match the architecture (missing keys "
+                        f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, unexpected keys "
+                        f"{unexpected[:5]}{' ...' if len(unexpected) > 5 else ''})")
+    for key, value in state.items():
+        ref = want[key]
+        if not isinstance(value, Tensor):
+            raise FormatError(f"{source}: {key!r} is a {type(value).__name__}, not a tensor")
+        if value.shape != ref.shape:
+            raise UserError(f"{source}: {key!r} has shape {list(value.shape)} in the file but "
+                            f"{list(ref.shape)} in the architecture")
+        if value.dtype != ref.dtype:
+            raise UserError(f"{source}: {key!r} has dtype {value.dtype} in the file but "
+                            f"{ref.dtype} in the architecture")

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from slimkit.fileio import atomic_write
 
 
 def _writable(folder: Path) -> bool:
@@ -59,16 +60,9 @@ def source_key(source: Path) -> str:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write `array` to `path` via a temporary file in the same folder and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write `array` to `path` atomically (`slimkit.fileio.atomic_write`: unique temporary file
+    in the same folder, fsync, `os.replace`; removed on failure)."""
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def load_npy(path: Path) -> np.ndarray:

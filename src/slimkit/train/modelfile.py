@@ -2,7 +2,11 @@
 
 `load_model` rebuilds the network with `slimkit.zoo.create(arch, **arch_kwargs)`, resizes
 layers to the stored channel spec (so structurally pruned models load), and loads the weights
-with `torch.load(..., weights_only=True)`.
+with `torch.load(..., weights_only=True)`. The file carries a SHA-256 of its whole content and
+every field is validated on load (types, keys, shapes and dtypes against the rebuilt
+architecture, finite weights); files of the checksum-less format ``slimkit.model/1`` load with
+a warning. ``meta`` is plain JSON-able data (str-keyed dicts, lists, str, numbers, bool, None),
+for instance a task description under ``meta["task"]``.
 
 >>> save_model("lenet5.pt", model, arch="lenet5", arch_kwargs={"num_classes": 10}, top1=0.91)
 >>> model = load_model("lenet5.pt")
@@ -16,11 +20,16 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from slimkit.errors import UserError
-from slimkit.train.checkpoint import atomic_torch_save, check_plain, safe_load
+from slimkit.errors import FormatError, UserError
+from slimkit.fileio import atomic_write, check_state_dict, guard_load
+from slimkit.train.checkpoint import (
+    check_json_plain, check_plain, check_state, safe_load, seal, torch_writer, unseal,
+)
 from slimkit.train.resize import channel_spec, resize_to_state_dict, shapes_match
 
-MODEL_FORMAT = "slimkit.model/1"
+MODEL_FORMAT = "slimkit.model/2"           # /2 adds the sha256 checksum
+LEGACY_MODEL_FORMAT = "slimkit.model/1"    # loads with a warning (no checksum)
+_MODEL_KEYS = {"format", "arch", "arch_kwargs", "state_dict", "meta"}
 
 
 def save_model(
@@ -31,33 +40,59 @@ def save_model(
     arch_kwargs: Mapping[str, Any] | None = None,
     **meta: Any,
 ) -> Path:
-    """Write `model` as {"arch", "arch_kwargs", "state_dict", "meta"} atomically.
+    """Write `model` as {"arch", "arch_kwargs", "state_dict", "meta"} atomically, with a checksum.
 
     `meta["channel_spec"]` is filled from the model (the sizes of its conv/linear/BN layers),
-    so a channel-pruned model rebuilds from the same zoo name. Other `meta` must be JSON-able.
+    so a channel-pruned model rebuilds from the same zoo name. `arch_kwargs` and other `meta`
+    must be plain JSON-able data (dicts with str keys, lists, str, int, float, bool, None);
+    anything else raises `UserError` before the file is touched.
     """
     if not isinstance(arch, str) or not arch:
         raise ValueError(f"arch must be a zoo model name, got {arch!r}")
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     meta = dict(meta)
     meta.setdefault("channel_spec", channel_spec(model))
+    arch_kwargs = dict(arch_kwargs or {})
+    check_json_plain(arch_kwargs, "model file arch_kwargs")
+    check_json_plain(meta, "model file meta")
     payload = {
         "format": MODEL_FORMAT,
         "arch": arch,
-        "arch_kwargs": dict(arch_kwargs or {}),
+        "arch_kwargs": arch_kwargs,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
     check_plain(payload, "model file")
-    return atomic_torch_save(payload, path)
+    return atomic_write(path, torch_writer(seal(payload)))
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw contents of a model file (validated), without building the model."""
+    """The raw contents of a model file (validated: format, keys, checksum, types, finite
+    weights), without building the model."""
     obj = safe_load(path, what="model file")
     missing = {"arch", "arch_kwargs", "state_dict"} - set(obj)
-    if obj.get("format") != MODEL_FORMAT or missing:
-        raise UserError(f"{path}: not a slimkit model file (missing {sorted(missing)})")
+    if obj.get("format") not in (MODEL_FORMAT, LEGACY_MODEL_FORMAT) or missing:
+        raise FormatError(f"{path}: not a slimkit model file (format {obj.get('format')!r}, "
+                          f"missing {sorted(missing)})")
+    unseal(obj, path, "model file", fmt=MODEL_FORMAT, legacy=LEGACY_MODEL_FORMAT,
+           keys=_MODEL_KEYS)
+    if not isinstance(obj["arch"], str) or not obj["arch"]:
+        raise FormatError(f"{path}: corrupt model file: arch {obj['arch']!r} is not a name")
+    for key in ("arch_kwargs", "meta"):
+        if not isinstance(obj[key], dict):
+            raise FormatError(f"{path}: corrupt model file: {key!r} is a "
+                              f"{type(obj[key]).__name__}, expected a dict")
+        try:
+            check_json_plain(obj[key], f"{path}: {key}")
+        except UserError as e:
+            raise FormatError(f"corrupt model file: {e}") from None
+    check_state(obj["state_dict"], path, "model file")
+    spec = obj["meta"].get("channel_spec")
+    if spec is not None and not (isinstance(spec, dict) and all(
+            isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                        for n in v.values()) for v in spec.values())):
+        raise FormatError(f"{path}: corrupt model file: meta 'channel_spec' must map layer "
+                          "names to {size name: positive int}")
     return obj
 
 
@@ -66,11 +101,15 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     from slimkit import zoo  # imported late: zoo sits beside train, not below it
 
     obj = read_model_file(path)
+    if obj["arch"] not in zoo.names():
+        raise UserError(f"{path}: unknown architecture {obj['arch']!r}; known: "
+                        f"{', '.join(zoo.names())}")
     try:
         model = zoo.create(obj["arch"], **obj["arch_kwargs"])
-    except KeyError as exc:
-        raise UserError(f"{path}: {exc.args[0] if exc.args else exc}") from None
-    return build_from_state(model, obj["state_dict"], obj.get("meta", {}).get("channel_spec"),
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{path}: cannot build {obj['arch']!r} from arch_kwargs "
+                        f"{obj['arch_kwargs']}: {exc.args[0] if exc.args else exc}") from None
+    return build_from_state(model, obj["state_dict"], obj["meta"].get("channel_spec"),
                             source=str(path))
 
 
@@ -80,14 +119,23 @@ def build_from_state(
     spec: Mapping[str, Mapping[str, int]] | None = None,
     source: str = "state_dict",
 ) -> nn.Module:
-    """Resize `model` to `state_dict` (and `spec`) and load it strictly; returns it in eval mode."""
-    resize_to_state_dict(model, state_dict, spec)
-    bad = shapes_match(model, state_dict)
-    if bad:
-        raise UserError(f"{source}: shapes of {bad[:5]} do not fit the architecture")
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{source}: weights do not match the architecture: {first}") from None
+    """Resize `model` to `state_dict` (and `spec`) and load it strictly; returns it in eval mode.
+
+    Keys, shapes and dtypes are checked first; a mismatch raises `UserError` naming `source`
+    and the key."""
+    with guard_load(source, "model file"):
+        try:
+            resize_to_state_dict(model, state_dict, spec)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{source}: the channel spec does not fit the architecture: "
+                            f"{exc.args[0] if exc.args else exc}") from None
+        bad = shapes_match(model, state_dict)
+        if bad:
+            raise UserError(f"{source}: shapes of {bad[:5]} do not fit the architecture")
+        check_state_dict(model, state_dict, source)
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise UserError(f"{source}: weights do not match the architecture: {first}") from None
     return model.eval()
