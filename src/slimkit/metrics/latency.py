@@ -342,14 +342,16 @@ def _runner(item: object, x: torch.Tensor | None, threads: int) -> tuple[Callabl
 
 
 def compare_latency(models: Sequence[object], input_shape: Sequence[int] | None = None, *,
-                    batch_size: int = 1, warmup: int = 5, rounds: int = 15, calls: int = 5,
+                    batch_size: int = 1, warmup: int = 5, rounds: int = 15,
+                    calls: int | None = None, round_ms: float = 20.0,
                     threads: int | None = 1, spread_limit: float = SPREAD_LIMIT,
                     budget_s: float | None = 20.0) -> LatencyComparison:
     """Time ``models`` (modules, ONNX paths, or zero-argument callables) interleaved in rounds.
 
-    Each round times ``calls`` calls of every model, in an order that alternates between
-    rounds (A, B then B, A), and keeps each model's median for the round; ``ratio(i, j)`` is
-    the median of the per-round ratios. torch (and onnxruntime sessions built here, also for
+    Each round times ``calls`` calls of every model (None: as many as fill about
+    ``round_ms`` per model, 3 to 200, from the warm-up times), in an order that alternates
+    between rounds (A, B then B, A), and keeps each model's median for the round;
+    ``ratio(i, j)`` is the median of the per-round ratios. torch (and onnxruntime sessions built here, also for
     ``deploy.OrtModule``) run with ``threads`` intra-op threads, restored afterwards.
     ``budget_s`` stops after the round that exceeds it (at least 3 rounds are always run).
 
@@ -361,7 +363,7 @@ def compare_latency(models: Sequence[object], input_shape: Sequence[int] | None 
     """
     if not models:
         raise ValueError("compare_latency needs at least one model")
-    _check(batch_size, warmup, calls, threads)
+    _check(batch_size, warmup, calls or 1, threads)
     if not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     x = None if input_shape is None else torch.randn(batch_size, *input_shape)
@@ -370,9 +372,10 @@ def compare_latency(models: Sequence[object], input_shape: Sequence[int] | None 
             if isinstance(m, nn.Module):
                 stack.enter_context(_eval(m))
         runners = [_runner(m, x, used) for m in models]
-        for run, _ in runners:
-            for _ in range(warmup):
-                run()
+        warm = [_time(run, 0, max(warmup, 1 if calls is None else 0)) for run, _ in runners]
+        if calls is None:
+            slowest_ms = max(statistics.median(t) for t in warm) * 1e3
+            calls = int(min(200, max(3, round(round_ms / max(slowest_ms, 1e-3)))))
         calls_s: list[list[float]] = [[] for _ in models]
         round_ms: list[list[float]] = [[] for _ in models]
         start = time.perf_counter()
