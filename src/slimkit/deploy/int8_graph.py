@@ -305,8 +305,9 @@ def weights_to_uint8(model: onnx.ModelProto) -> None:
             raise UserError(f"weight {dq.input[0]!r} has per-channel zero points that differ; the u8u8 "
                             "scheme needs one per layer (quantize with symmetric_weights=True)")
         names = (f"{dq.input[0]}/u8_{k}", f"{dq.input[0]}/u8_zp_{k}")
-        model.graph.initializer.append(numpy_helper.from_array((codes.astype(np.int16) + 128).astype(np.uint8), names[0]))
-        model.graph.initializer.append(numpy_helper.from_array((zp.astype(np.int16) + 128).astype(np.uint8), names[1]))
+        for arr, name in ((codes, names[0]), (zp, names[1])):
+            shifted = (arr.astype(np.int16) + 128).astype(np.uint8)
+            model.graph.initializer.append(numpy_helper.from_array(shifted, name))
         dq.input[0] = names[0]
         if len(dq.input) > 2:
             dq.input[2] = names[1]

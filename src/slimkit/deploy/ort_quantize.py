@@ -109,7 +109,8 @@ def ort_quantize_static(
         finally:
             root.setLevel(level)
     proto = onnx.load(str(out))
-    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, "slimkit.ort_setting": setting})
+    props = {p.key: p.value for p in proto.metadata_props}
+    onnx.helper.set_model_props(proto, {**props, "slimkit.ort_setting": setting})
     onnx.save(proto, str(out))
     log.info("onnxruntime quantize_static: %s -> %s", setting, out)
     return out
