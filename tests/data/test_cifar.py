@@ -114,13 +114,16 @@ def make_tree(root, classes=CLASSES, fmt="PNG"):
     return truth
 
 
-def test_image_folder_tree_and_cache(tmp_path):
+def test_image_folder_tree_and_cache(tmp_path, monkeypatch, capsys):
     truth = make_tree(tmp_path / "tree")
+    monkeypatch.setenv("SLIMKIT_CACHE", str(tmp_path / "cache"))
     ds = data.load("cifar10", root=tmp_path / "tree", split="test")
     assert len(ds) == 10 and ds.targets.tolist() == list(range(10))
     np.testing.assert_array_equal(ds.images[3].numpy(), truth[("test", "cat")])  # PNG is lossless
-    cached = list((tmp_path / "tree" / ".slimkit-cache").glob("*.npy"))
+    assert not any(p.suffix == ".npy" for p in (tmp_path / "tree").rglob("*"))  # data untouched
+    cached = list((tmp_path / "cache").glob("*.npy"))
     assert len(cached) == 2  # images + labels of the split read
+    assert f"in {tmp_path / 'cache'}" in capsys.readouterr().err  # the user is told where
     again = data.load("cifar10", root=tmp_path / "tree", split="test")
     np.testing.assert_array_equal(again.images.numpy(), ds.images.numpy())
 

@@ -1,15 +1,16 @@
 """Decoded-array cache: uint8 `.npy` files written atomically, read with allow_pickle=False.
 
-The cache sits next to the data when that folder is writable, otherwise in `$SLIMKIT_CACHE`
-(default `~/.cache/slimkit`). File names carry a key made from the source's path, size and
-modification time, so a changed source is decoded afresh.
+The cache lives in one folder, `$SLIMKIT_CACHE` (default `~/.cache/slimkit`), never in the
+data folder; the first write to it in a process says where it goes (on stderr). File names
+carry a key made from the source's path, size and modification time, so a changed source is
+decoded afresh and one cache folder serves every data folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import stat
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,34 +18,33 @@ import numpy as np
 from slimkit.fileio import atomic_write
 
 
-def _writable(folder: Path) -> bool:
-    """Writable by us *and* not marked read-only by its mode bits (root ignores the bits, but a
-    folder with no write bit for anyone, like a shared data folder, is still left alone)."""
-    try:
-        mode = folder.stat().st_mode
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK) and bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+def cache_root() -> Path:
+    """`$SLIMKIT_CACHE`, else `~/.cache/slimkit` (not created here)."""
+    return Path(os.environ.get("SLIMKIT_CACHE") or Path.home() / ".cache" / "slimkit").expanduser()
 
 
 def cache_dir_for(source: Path) -> Path:
-    """Where to cache arrays decoded from `source` (a file or a folder)."""
-    parent = source if source.is_dir() else source.parent
-    beside = parent / ".slimkit-cache"
-    if beside.is_dir() and _writable(beside):
-        return beside
-    if not beside.exists() and _writable(parent):
-        try:
-            beside.mkdir()
-            return beside
-        except OSError:
-            pass
-    fallback = Path(os.environ.get("SLIMKIT_CACHE") or Path.home() / ".cache" / "slimkit")
+    """Where to cache arrays decoded from `source` (a file or a folder): `cache_root()`,
+    created if needed; the data folder itself is never written."""
+    folder = cache_root()
     try:
-        fallback.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OSError(f"{fallback}: cannot create the cache folder ({e.strerror}); set SLIMKIT_CACHE") from None
-    return fallback
+        raise OSError(f"{folder}: cannot create the cache folder ({e.strerror}); set SLIMKIT_CACHE "
+                      "to a writable folder") from None
+    return folder
+
+
+_ANNOUNCED: set[Path] = set()
+
+
+def announce_write(folder: Path, what: str, nbytes: int) -> None:
+    """Say once per folder and process that decoded data is being cached, where and how much."""
+    if folder in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(folder)
+    print(f"slimkit: caching decoded {what} ({nbytes / 2**20:.0f} MB) in {folder} "
+          "(set SLIMKIT_CACHE to move it)", file=sys.stderr)
 
 
 def source_key(source: Path) -> str:

@@ -8,8 +8,8 @@
 3. that tree packed as `.tar.gz` (e.g. `cifar10-jpeg.tar.gz`), read member by member without
    extracting.
 
-Decoded images (2, 3) are cached as uint8 `.npy` arrays beside the data, or in
-`$SLIMKIT_CACHE` / `~/.cache/slimkit` when the data folder is read-only (see `_cache`).
+Decoded images (2, 3) are cached as uint8 `.npy` arrays in `$SLIMKIT_CACHE` (default
+`~/.cache/slimkit`; never in the data folder), said on stderr when first written (`_cache`).
 
 >>> from slimkit import data
 >>> train = data.load("cifar10", root="../shared/datasets")  # doctest: +SKIP
@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from slimkit.data._cache import cache_dir_for, load_npy, save_npy_atomic, source_key
+from slimkit.data._cache import announce_write, cache_dir_for, load_npy, save_npy_atomic, source_key
 from slimkit.data._dataset import SPLITS, ArrayDataset, DataError, check_split, register_dataset
 from slimkit.data._safe_pickle import safe_loads
 
@@ -207,6 +207,8 @@ def _cached(
     if img.is_file() and lbl.is_file():
         return load_npy(img), load_npy(lbl)
     decoded = decode()
+    nbytes = sum(a.nbytes + b.nbytes for a, b in decoded.values())
+    announce_write(folder, f"{layout.name} from {source}", nbytes)
     for s, (images, labels) in decoded.items():
         save_npy_atomic(paths[s][0], images)
         save_npy_atomic(paths[s][1], labels)
