@@ -115,7 +115,7 @@ def test_report_counts_match_metrics(name):
     assert count_params(res.model) == count_params(net) - sum(
         r.params_before - r.params_after for r in res.layers)
     assert count_macs(res.model, shape).total < count_macs(net, shape).total
-    if name == "alexnet":  # every conv but the RGB stem's 3-channel one is worth separating
+    if name == "alexnet":  # all five convs, the 3-channel stem included, have C_in > 1
         assert [r.status for r in res.layers] == ["decomposed"] * 5
         assert all(0 < r.rel_error < 1 for r in res.layers)
     y = res.model(torch.randn(2, *shape))
