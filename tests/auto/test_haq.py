@@ -53,3 +53,11 @@ def test_bad_configs_and_impossible_targets_are_refused():
     with pytest.raises(UserError, match="cannot be met"):
         haq(zoo.create("lenet5"), HAQConfig(target=0.1, episodes=1), input_shape=(1, 28, 28), calib=calib,
             val_loader=val)
+
+
+def test_fixed_activation_bits_are_kept_and_only_weights_pay_for_the_budget():
+    calib, val = loaders()
+    res = haq(zoo.create("lenet5").eval(), HAQConfig(target=0.5, episodes=2, warmup=2, act_bits=8),
+              input_shape=(1, 28, 28), calib=calib, val_loader=val)
+    assert all(a == 8 for _, a in res.bits.values())
+    assert res.cost <= 0.5 * res.cost_8bit

@@ -44,7 +44,8 @@ BUDGETS = ("size", "energy", "latency")
 class HAQConfig:
     """``budget`` kind and ``target`` as a fraction of its all-8-bit cost; bits in
     ``[min_bits, max_bits]``; ``episodes`` (the first ``warmup`` random); ``device`` names a
-    survey profile (``device1``..``device3``) for the latency budget."""
+    survey profile (``device1``..``device3``) for the latency budget; ``act_bits`` fixes the
+    activation bits (None: the agent chooses them too)."""
 
     budget: str = "size"
     target: float = 0.5
@@ -53,6 +54,7 @@ class HAQConfig:
     episodes: int = 60
     warmup: int = 15
     device: str = "device2"
+    act_bits: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,6 +72,8 @@ class HAQConfig:
                 raise UserError(f"HAQConfig.{name} must be an int >= 0, got {getattr(self, name)!r}")
         if self.episodes < 1:
             raise UserError("HAQConfig.episodes must be >= 1")
+        if self.act_bits is not None and not (isinstance(self.act_bits, int) and 2 <= self.act_bits <= 16):
+            raise UserError(f"HAQConfig.act_bits must be None or an int in [2, 16], got {self.act_bits!r}")
         if self.device not in SURVEY_DEVICES:
             raise UserError(f"HAQConfig.device must be one of {', '.join(SURVEY_DEVICES)}, got {self.device!r}")
 
@@ -160,13 +164,13 @@ def _top1(model: nn.Module, loader: Iterable) -> float:
     return hit / total
 
 
-def _fit_budget(layers, bits, budget, limit, device, min_bits) -> list[tuple[int, int]]:
+def _fit_budget(layers, bits, budget, limit, device, min_bits, lower_acts=True) -> list[tuple[int, int]]:
     """Lower one bit at a time where it saves the most cost, until the assignment fits."""
     bits = [list(b) for b in bits]
     while cost(layers, bits, budget, device) > limit:
         best = None
         for i in range(len(bits)):
-            for j in (0, 1):
+            for j in ((0, 1) if lower_acts else (0,)):
                 if bits[i][j] > min_bits:
                     trial = [list(b) for b in bits]
                     trial[i][j] -= 1
@@ -194,7 +198,7 @@ def haq(model: nn.Module, config: HAQConfig, *, input_shape: Sequence[int], cali
     eight = [(8, 8)] * len(layers)
     full = cost(layers, eight, config.budget, config.device)
     limit = config.target * full
-    floor = [(config.min_bits, config.min_bits)] * len(layers)
+    floor = [(config.min_bits, config.act_bits or config.min_bits)] * len(layers)
     if cost(layers, floor, config.budget, config.device) > limit:
         raise UserError(f"haq: target {config.target} of the 8-bit {config.budget} cannot be met even at "
                         f"{config.min_bits} bits everywhere")
@@ -214,14 +218,17 @@ def haq(model: nn.Module, config: HAQConfig, *, input_shape: Sequence[int], cali
                                   float(layer.depthwise), is_act, prev], dtype=torch.float32)
                 a = agent.random_action() if episode < config.warmup else agent.act(s)
                 b = min(config.max_bits, config.min_bits + int(float(a[0]) * span))
+                if is_act and config.act_bits is not None:
+                    b = config.act_bits
                 pair.append(b)
                 prev = float(a[0])
                 states.append(s)
                 actions.append(a.detach().clone())
             chosen.append(tuple(pair))
-        chosen = _fit_budget(layers, chosen, config.budget, limit, config.device, config.min_bits)
+        chosen = _fit_budget(layers, chosen, config.budget, limit, config.device, config.min_bits,
+                             lower_acts=config.act_bits is None)
         # the actions stored are those actually taken after the budget was enforced
-        actions = [torch.tensor([((b - config.min_bits) + 0.5) / span]) for pair in chosen for b in pair]
+        actions = [torch.tensor([min(1.0, ((b - config.min_bits) + 0.5) / span)]) for pair in chosen for b in pair]
         q = quantize_with(model, layers, chosen, calib)
         reward = _top1(q, val_loader)
         agent.remember(states, actions, reward)
