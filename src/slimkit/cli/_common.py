@@ -145,6 +145,12 @@ def check_task_record(task: Any, source: str) -> dict[str, Any]:
     k = task["num_classes"]
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise UserError(f"{source}: stored task num_classes must be a positive int, got {k!r}")
+    spec = data.DATASETS.get(task["data"])
+    if task["data"] != "synthetic" and (tuple(shape) != tuple(spec.input_shape)
+                                        or k != spec.num_classes):
+        raise UserError(f"{source}: stored task says {task['data']} has inputs {tuple(shape)} "
+                        f"and {k} classes, but it has {tuple(spec.input_shape)} and "
+                        f"{spec.num_classes}")
     return dict(task)
 
 

@@ -35,7 +35,7 @@ def _bits(low: int):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not (low <= value <= 8) and not (low == 0 and value == 0):
+        if not (2 <= value <= 8 or low == 0 and value == 0):
             raise argparse.ArgumentTypeError(
                 f"expected {'0 (float) or ' if low == 0 else ''}2..8 bits, got {text!r} "
                 "(the deployed int8 model holds at most 8 bits)")
@@ -130,6 +130,10 @@ def _packed_path(args: argparse.Namespace) -> Path:
 def _check_outputs(args: argparse.Namespace) -> None:
     """Every output path refused before calibration starts."""
     check_out(args.out, "--out", inputs=(args.checkpoint,), suffixes=SUFFIXES)
+    if Path(args.out).suffix.lower() == ".onnx" and args.act_bits not in (0, 8):
+        raise UserError(f"--act-bits {args.act_bits}: the int8 ONNX model runs 8-bit (or float) "
+                        "activations; use --act-bits 8, or write the simulated model with "
+                        "--out X.safetensors")
     taken = {Path(args.out).resolve(): "--out"}
     extra = [("--qspec", args.qspec), ("--report", args.report)]
     if args.packed_out or args.bits < 8 or args.method in ("mixed", "banner_w4a8"):
