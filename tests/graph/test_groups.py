@@ -59,11 +59,15 @@ def test_mlp_neurons_are_channels_and_view_flattens():
     assert lay["fc3"][:2] == (10, False)
 
 
-def test_grouped_conv_is_not_prunable_with_reason():
+def test_grouped_conv_prunes_whole_groups():
+    """DepGraph's rule: a grouped conv removes whole groups; its input channels of one group
+    and its outputs of that group are one unit."""
     g = DependencyGraph.build(Grouped(), torch.randn(1, 3, 4, 4))
-    for gid in ("a", "g"):
-        assert not g.group(gid).prunable
-        assert "grouped conv 'g' (groups=2" in g.group(gid).details()
+    a = g.group("a")
+    assert a.size == 2 and a.prunable
+    assert [(m.module_name, m.role, m.width) for m in a.members] == [
+        ("a", "out", 4), ("b", "in", 4), ("g", "grouped", 4)]
+    assert [grp.id for grp in g.groups] == ["input:x", "a", "b"]
 
 
 def test_weight_views_match_hand_slices():

@@ -21,27 +21,70 @@ from slimkit.errors import UserError
 from slimkit.graph._propagate import Propagator
 from slimkit.graph.trace import resolve_ignore, trace
 
-__all__ = ["Member", "Group", "DependencyGraph", "build_groups", "ROLES"]
+__all__ = ["Member", "Group", "DependencyGraph", "build_groups", "ROLES", "weight_axis"]
 
-ROLES = ("out", "in", "bn", "depthwise")
+ROLES = ("out", "in", "bn", "depthwise", "grouped")
+OUT_ROLES = ("out", "depthwise", "grouped")
 
 
 class Member(NamedTuple):
-    """One layer's share of a group: ``role`` says which dim is cut, ``offset`` where the
-    group's features start along it, ``width`` features per channel (H*W after a flatten)."""
+    """One layer's share of a group: ``role`` says which axis of its parameters is cut
+    (``weight_axis``); ``positions`` along that axis belong to the group's channels
+    ``units`` (a channel may own several positions: H*W features after a flatten, a whole conv
+    group after a grouped conv). ``offset`` is the first position, ``width`` the positions
+    per channel."""
 
     module_name: str
     module: nn.Module
     role: str
     offset: int
     width: int = 1
+    positions: Tensor | None = None
+    units: Tensor | None = None
+
+    def layout(self, size: int) -> tuple[Tensor, Tensor]:
+        """(positions, units), also for members built with only offset and width."""
+        if self.positions is not None and self.units is not None:
+            return self.positions, self.units
+        n = size * self.width
+        return (torch.arange(self.offset, self.offset + n),
+                torch.arange(size).repeat_interleave(self.width))
+
+
+def weight_axis(module: nn.Module, role: str) -> int:
+    """The axis of ``module.weight`` a role cuts: ConvTranspose weights are (C_in, C_out/g, ...)."""
+    transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
+    if role == "in":
+        return 0 if transposed else 1
+    if role == "bn":
+        return 0
+    return 1 if transposed else 0
+
+
+def _per_unit(t: Tensor, m: Member, size: int) -> Tensor:
+    """Rows ``t[positions]`` gathered per channel: (size, k, *rest); channels owning fewer
+    than k positions (or none, for a member seeing part of the group) are zero-padded."""
+    pos, units = m.layout(size)
+    n = pos.numel()
+    if n and n % size == 0:
+        k = n // size
+        if torch.equal(pos, torch.arange(int(pos[0]), int(pos[0]) + n)) and \
+                torch.equal(units, torch.arange(size).repeat_interleave(k)):
+            return t.narrow(0, int(pos[0]), n).reshape(size, k, *t.shape[1:])
+    counts = torch.bincount(units, minlength=size)
+    k = max(int(counts.max()), 1)
+    order = torch.argsort(units, stable=True)
+    u = units[order]
+    rank = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[u]
+    out = t.new_zeros((size, k) + tuple(t.shape[1:]))
+    return out.index_put((u, rank), t[pos[order]])
 
 
 @dataclass(eq=False)
 class Group:
-    """A set of ``size`` coupled channels; keeping channel ``i`` keeps row/column ``i`` of
-    every member. Weight accessors return differentiable views (use ``torch.no_grad()``
-    for scores)."""
+    """A set of ``size`` coupled channels; keeping channel ``i`` keeps every member position
+    of channel ``i``. Weight accessors are differentiable (use ``torch.no_grad()`` for
+    scores)."""
 
     id: str
     size: int
@@ -56,27 +99,35 @@ class Group:
     def _select(self, role: str) -> list[Member]:
         return [m for m in self.members if m.role == role]
 
+    def _rows(self, m: Member) -> Tensor:
+        w = m.module.weight
+        return _per_unit(w.movedim(weight_axis(m.module, m.role), 0), m, self.size)
+
     def out_weights(self) -> list[Tensor]:
-        """Each producer's (and depthwise conv's) filters, reshaped (size, -1)."""
-        return [m.module.weight[m.offset:m.offset + self.size].reshape(self.size, -1)
-                for m in self.members if m.role in ("out", "depthwise")]
+        """Each producer's (and depthwise/grouped conv's) filters, reshaped (size, -1)."""
+        return [self._rows(m).reshape(self.size, -1)
+                for m in self.members if m.role in OUT_ROLES]
 
     def in_weights(self) -> list[Tensor]:
         """Each consumer's input slice per channel, reshaped (size, -1); a linear layer after
         a flatten contributes the H*W columns each channel owns."""
         out = []
         for m in self._select("in"):
-            w = m.module.weight  # (O, I, ...) with I = features
-            cols = w[:, m.offset:m.offset + self.size * m.width]
-            cols = cols.reshape(w.shape[0], self.size, m.width, *w.shape[2:]).movedim(1, 0)
-            out.append(cols.reshape(self.size, -1))
+            r = self._rows(m)  # (size, k, O, ...)
+            out.append((r.movedim(1, 2) if r.dim() > 2 else r).reshape(self.size, -1))
         return out
 
     def bn_weights(self) -> list[Tensor]:
-        """BN gammas of the group's affine BN layers, (size,) each."""
-        return [m.module.weight[m.offset:m.offset + self.size * m.width]
-                .reshape(self.size, m.width).squeeze(1)
-                for m in self._select("bn") if getattr(m.module, "weight", None) is not None]
+        """Per-channel scales (gamma) of the group's affine norm layers, (size,) each (the
+        mean |gamma| when a channel owns several entries: GroupNorm groups, LayerNorm([C,H,W]))."""
+        out = []
+        for m in self._select("bn"):
+            if getattr(m.module, "weight", None) is None:
+                continue
+            r = self._rows(m)
+            out.append(r.reshape(self.size) if r[0].numel() == 1
+                       else r.reshape(self.size, -1).abs().mean(1))
+        return out
 
     def weights(self, dim: int = 0) -> Tensor:
         """All out-weights (dim=0) or in-weights (dim=1) side by side: (size, total)."""
@@ -87,12 +138,21 @@ class Group:
             raise UserError(f"group {self.id!r} has no {'out' if dim == 0 else 'in'} weights")
         return torch.cat(ws, dim=1)
 
+    def positions(self, member: Member, channels: Tensor) -> Tensor:
+        """The positions along ``member``'s cut axis that belong to ``channels`` (e.g. the
+        weight rows to zero for soft filter pruning)."""
+        pos, units = member.layout(self.size)
+        return pos[torch.isin(units, torch.as_tensor(channels, dtype=torch.long))]
+
     def details(self) -> str:
         state = "prunable" if self.prunable else "not prunable: " + "; ".join(self.reasons)
         lines = [f"Group {self.id!r}: {self.size} channels, {state}"]
         for m in self.members:
-            dim = 1 if m.role == "in" else 0
-            span = f"[{m.offset}:{m.offset + self.size * m.width}]"
+            dim = weight_axis(m.module, m.role) if hasattr(m.module, "weight") else 0
+            pos, _ = m.layout(self.size)
+            contiguous = pos.numel() and int(pos[-1]) - int(pos[0]) + 1 == pos.numel()
+            span = (f"[{int(pos[0])}:{int(pos[-1]) + 1}]" if contiguous
+                    else f"{pos.numel()} positions")
             per = f" ({self.size} ch x {m.width} features)" if m.width > 1 else ""
             lines.append(f"  {m.role:<9} {m.module_name:<28} {type(m.module).__name__:<12} "
                          f"dim {dim} {span}{per}")
@@ -117,6 +177,7 @@ class DependencyGraph:
     round_to: int = 1
     ignored: frozenset[str] = frozenset()
     signatures: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    n_params: int = 0  # parameters of the whole model (for ``delivered``)
 
     @classmethod
     def build(cls, model: nn.Module, example_inputs: Any, ignore: Sequence[str] | None = (),
@@ -130,30 +191,51 @@ class DependencyGraph:
         gm = trace(model, example_inputs, ignored)
         prop = Propagator(gm, ignored)
         prop.run()
-        return cls._assemble(prop, round_to, frozenset(ignored))
+        graph = cls._assemble(prop, round_to, frozenset(ignored))
+        graph.n_params = sum(p.numel() for p in model.parameters())
+        return graph
 
     @classmethod
     def _assemble(cls, prop: Propagator, round_to: int,
                   ignored: frozenset[str]) -> "DependencyGraph":
-        roots: dict[int, list[int]] = {}
-        for gid in range(len(prop.parent)):
-            roots.setdefault(prop.find(gid), []).append(gid)
-        members: dict[int, list[Member]] = {r: [] for r in roots}
+        n_atoms = len(prop.parent)
+        root = torch.tensor([prop.find(a) for a in range(n_atoms)], dtype=torch.long)
+        comp_of_gid = torch.tensor([prop.gfind(g) for g in range(len(prop.sizes))],
+                                   dtype=torch.long)
+        comp = comp_of_gid[prop.gid_of(torch.arange(n_atoms))]
+        unit = torch.zeros(n_atoms, dtype=torch.long)
+        sizes: dict[int, int] = {}
+        for c in comp.unique().tolist():
+            atoms = (comp == c).nonzero().flatten()
+            uniq, inv = root[atoms].unique(return_inverse=True)  # units ordered by first atom
+            unit[atoms] = inv
+            sizes[c] = len(uniq)
+        members: dict[int, list[Member]] = {c: [] for c in sizes}
+        seen_members: set[tuple] = set()
         for rm in prop.members:
-            members[prop.find(rm.gid)].append(
-                Member(rm.module_name, prop.modules[rm.module_name], rm.role, rm.offset, rm.width))
+            cs = comp[rm.atoms]
+            for c in dict.fromkeys(cs.tolist()):
+                sel = cs == c
+                pos, units = rm.positions[sel], unit[rm.atoms[sel]]
+                key = (rm.module_name, rm.role, tuple(pos.tolist()), tuple(units.tolist()))
+                if key in seen_members:
+                    continue  # a layer called twice
+                seen_members.add(key)
+                width = int(torch.bincount(units).max())
+                members[c].append(Member(rm.module_name, prop.modules[rm.module_name], rm.role,
+                                         int(pos.min()), width, pos, units))
         groups, seen = [], set()
-        for root in sorted(roots):
-            reasons = list(dict.fromkeys(
-                r for gid in roots[root] for r in prop.reasons.get(gid, ())))
-            ms = sorted(members[root], key=lambda m: ROLES.index(m.role))
+        for c in sorted(sizes):
+            gids = (comp_of_gid == c).nonzero().flatten().tolist()
+            reasons = list(dict.fromkeys(r for g in gids for r in prop.reasons.get(g, ())))
+            ms = sorted(members[c], key=lambda m: ROLES.index(m.role))
             if not reasons and not any(m.role == "out" for m in ms):
                 reasons.append("no layer produces these channels")
-            gid = prop.labels[root]
+            gid = prop.labels[c]
             while gid in seen:
                 gid += "'"
             seen.add(gid)
-            groups.append(Group(gid, prop.sizes[root], ms, tuple(reasons), round_to))
+            groups.append(Group(gid, sizes[c], ms, tuple(reasons), round_to))
         sigs = {m.module_name: (type(m.module).__name__, tuple(m.module.weight.shape))
                 for g in groups for m in g.members if getattr(m.module, "weight", None) is not None}
         return cls(groups, round_to, ignored, sigs)
