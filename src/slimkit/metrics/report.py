@@ -87,6 +87,7 @@ class Report:
         self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
         composite(Ratios(*([1.0] * len(RATIO_NAMES))), self.weights)  # validate early
         self.rows: list[Row] = []
+        self.notes: list[str] = []  # about the whole table (how it was measured), under it
 
     def add(self, model: str, method: str, measurement: Measurement,
             baseline: Measurement | None = None, ratios: Ratios | None = None,
@@ -159,6 +160,7 @@ class Report:
                 notes.append(f"{i}. {row.method}: {text}")
         if notes:
             lines += ["", "Notes (rows numbered from the top):", *notes]
+        lines += [""] + self.notes if self.notes else []
         return "\n".join(lines) + "\n"
 
     def write(self, folder: str | Path, stem: str = "report") -> dict[str, Path]:
@@ -176,7 +178,8 @@ class Report:
             writer.writeheader()
             writer.writerows({k: json.dumps(v) if isinstance(v, dict) else v
                               for k, v in rec.items()} for rec in records)
-        payload = {"title": self.title, "weights": self.weights, "rows": records}
+        payload = {"title": self.title, "weights": self.weights, "notes": self.notes,
+                   "rows": records}
         paths["json"].write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
         self._plot(paths["png"])
         return paths
