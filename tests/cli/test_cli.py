@@ -1,5 +1,7 @@
 """CLI smoke tests: every command parses, bad input ends in one clear line."""
 
+import re
+
 import pytest
 
 from slimkit.cli.main import COMMANDS, main
@@ -55,10 +57,13 @@ def test_train_evaluate_compare(tmp_path, capsys):
     code, out, _ = run(capsys, "train", "--arch", "lenet5", "--data", "mnist5k", "--limit", "256",
                        "--epochs", "1", "--batch-size", "64", "--out", str(model))
     assert code == 0 and model.exists()
-    code, out, _ = run(capsys, "evaluate", str(model), "--data", "mnist5k", "--limit", "256")
-    assert code == 0 and "top-1" in out
-    code, out, _ = run(capsys, "compare", str(model), str(model), "--data", "mnist5k",
-                       "--limit", "128", "--weights", "r_A=1,r_p=1,r_c=1")
+    trained = float(re.search(r"top-1 (\d+\.\d\d)%", out).group(1))
+    # no --data: the model file's own task (mnist5k) is used, on the same 256-image subset
+    code, out, _ = run(capsys, "evaluate", str(model), "--limit", "256")
+    assert code == 0 and "on mnist5k/test: top-1 " in out
+    assert float(re.search(r"top-1 (\d+\.\d\d)%", out).group(1)) == trained
+    code, out, _ = run(capsys, "compare", str(model), str(model), "--limit", "128",
+                       "--weights", "r_A=1,r_p=1,r_c=1")
     assert code == 0
     line = next(ln for ln in out.splitlines() if "| compressed |" in ln)
     # the same model against itself: every measured ratio is exactly 1 (latency aside)
@@ -84,17 +89,98 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (tmp_path / f"report.{suffix}").stat().st_size > 0
 
 
-def test_quantized_file_compares_in_its_int8_runtime(tmp_path, capsys):
-    model, quantized = tmp_path / "a.pt", tmp_path / "q.safetensors"
-    assert run(capsys, "train", "--arch", "lenet5", "--limit", "256", "--epochs", "1",
-               "--out", str(model))[0] == 0
-    assert run(capsys, "quantize", str(model), "--bits", "8", "--calib-size", "64",
-               "--eval-size", "0", "--out", str(quantized))[0] == 0
-    code, out, _ = run(capsys, "compare", str(model), str(quantized), "--limit", "128",
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A LeNet-5 trained for one epoch on 512 mnist5k images (the task is in the file)."""
+    path = tmp_path_factory.mktemp("trained") / "lenet5.pt"
+    assert main(["train", "--arch", "lenet5", "--limit", "512", "--epochs", "1",
+                 "--batch-size", "32", "--lr", "0.05", "--out", str(path)]) == 0
+    return path
+
+
+def _top1s(text):
+    return [float(v) for v in re.findall(r"top-1 (\d+\.\d\d)%", text)]
+
+
+def test_quantize_writes_int8_onnx_that_evaluate_and_compare_read(trained, tmp_path, capsys):
+    q = tmp_path / "int8.onnx"
+    code, out, err = run(capsys, "quantize", str(trained), "--calib-size", "64", "--limit",
+                         "256", "--out", str(q))
+    assert code == 0, err
+    float_acc, q_acc = _top1s(out)
+    assert abs(float_acc - q_acc) < 3.0  # W8A8 keeps the float accuracy within 3 points
+    sizes = dict(re.findall(r"^(float|int8 ONNX): ([\d,]+) bytes", out, re.M))
+    assert int(sizes["float"].replace(",", "")) == trained.stat().st_size
+    assert int(sizes["int8 ONNX"].replace(",", "")) == q.stat().st_size
+    assert 3.5 < trained.stat().st_size / q.stat().st_size < 4.1  # int8 weights: ~4x smaller
+    assert not list(tmp_path.glob("*.packed.safetensors"))  # 8 bits: no packed file
+    # evaluate runs the .onnx in onnxruntime on the stored task, matching quantize's number
+    code, out, _ = run(capsys, "evaluate", str(q), "--limit", "256")
+    assert code == 0 and _top1s(out) == [q_acc]
+    code, out, _ = run(capsys, "compare", str(trained), str(q), "--limit", "128",
                        "--weights", "r_p=1")
     assert code == 0 and "both models in onnxruntime" in out
-    cells = [c.strip() for c in next(ln for ln in out.splitlines() if "| compressed |" in ln).split("|")]
-    assert float(cells[-2]) == pytest.approx(0.25, abs=0.01)  # int8 weights: a quarter of the bytes
+    cells = [c.strip() for c in next(ln for ln in out.splitlines()
+                                     if "| compressed |" in ln).split("|")]
+    assert float(cells[-2]) == pytest.approx(0.25, abs=0.01)  # a quarter of the bytes
+
+
+def test_quantize_4bit_also_writes_the_packed_file(trained, tmp_path, capsys):
+    from slimkit.cli._packed import PACKED_FORMAT
+    from slimkit.fileio import read_safetensors, verify_checksum
+
+    q = tmp_path / "w4.onnx"
+    code, out, err = run(capsys, "quantize", str(trained), "--bits", "4", "--calib-size", "64",
+                         "--limit", "128", "--out", str(q))
+    assert code == 0, err
+    packed = tmp_path / "w4.packed.safetensors"
+    ratio = trained.stat().st_size / packed.stat().st_size
+    assert 7.0 < ratio < 8.1  # 32/4 = 8, less the scales, biases and header
+    tensors, meta = read_safetensors(packed)
+    assert meta["format"] == PACKED_FORMAT and verify_checksum(tensors, meta, str(packed))
+    layers = __import__("json").loads(meta["layers"])
+    assert {v["bits"] for v in layers.values()} == {4}
+    # 431,080 LeNet-5 weights and biases; 430,500 weights at 4 bits = 215,250 bytes of codes
+    assert sum(t.numel() for k, t in tensors.items() if k.endswith(".codes")) == 215_250
+    assert f"{packed.stat().st_size:,} bytes" in out
+
+
+def test_quantize_simulated_safetensors_still_available(trained, tmp_path, capsys):
+    q = tmp_path / "q.safetensors"
+    code, out, err = run(capsys, "quantize", str(trained), "--calib-size", "32", "--limit",
+                         "64", "--out", str(q))
+    assert code == 0 and q.is_file(), err
+    assert "simulated quantized top-1" in out
+
+
+def test_prune_and_quantize_reuse_the_stored_task(trained, tmp_path, capsys):
+    small = tmp_path / "small.pt"
+    code, out, err = run(capsys, "prune", str(trained), "--target", "0.5", "--limit", "128",
+                         "--out", str(small))
+    assert code == 0, err
+    assert "mnist5k/test: top-1" in out and "before" in out and "after pruning" in out
+    assert "(1-0.50)^2 = 25%" in out  # why l1_filter at 0.5 keeps a quarter of the weights
+    from slimkit.train import read_model_file
+
+    assert read_model_file(small)["meta"]["task"] == read_model_file(trained)["meta"]["task"]
+    code, out, err = run(capsys, "evaluate", str(small), "--limit", "128")
+    assert code == 0 and "mnist5k/test" in out, err
+
+
+def test_zoo_name_without_data_never_borrows_one(capsys):
+    code, _, err = run(capsys, "evaluate", "lenet5")
+    assert code == 2 and "pass --data" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_shows_defaults(capsys, name):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    if name in ("train", "prune", "quantize", "evaluate", "compare"):
+        assert "(default:" in text
+    if name == "train":
+        assert "--lr LR peak learning rate (default: 0.05)" in text
 
 
 def test_garbage_model_file_is_named_in_one_line(tmp_path, capsys):

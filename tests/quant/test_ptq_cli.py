@@ -42,7 +42,7 @@ def test_cli_parser_and_errors():
     sub = parser.add_subparsers()
     cli.add_parser(sub)
     args = parser.parse_args(["quantize", "lenet5", "--out", "x", "--method", "nope"])
-    with pytest.raises(UserError, match="unknown method 'nope'"):
+    with pytest.raises(UserError, match="--method: unknown method 'nope'"):
         cli._config(args)
     args = parser.parse_args(["quantize", "lenet5", "--out", "x", "--method", "banner_w4a8"])
     cfg, _ = cli._config(args)
@@ -57,19 +57,15 @@ def test_cli_parser_and_errors():
 def test_cli_end_to_end_on_embedded_data(tmp_path):
     from slimkit.cli.main import main
 
-    out = tmp_path / "l5.safetensors"
-    rc = main(
-        [
-            "quantize",
-            "lenet5",
-            "--calib-data",
-            "mnist5k",
-            "--calib-size",
-            "32",
-            "--out",
-            str(out),
-            "--qspec",
-            str(tmp_path / "q.json"),
-        ]
-    )
+    out = tmp_path / "l5.onnx"
+    rc = main(["quantize", "lenet5", "--data", "mnist5k", "--calib-size", "32", "--limit", "64",
+               "--out", str(out), "--qspec", str(tmp_path / "q.json")])
     assert rc == 0 and out.is_file() and (tmp_path / "q.json").read_text().startswith("{")
+
+
+def test_cli_suffix_says_which_to_use(tmp_path, capsys):
+    from slimkit.cli.main import main
+
+    rc = main(["quantize", "lenet5", "--data", "mnist5k", "--out", str(tmp_path / "int8.pt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and ".onnx or .safetensors" in err and not (tmp_path / "int8.pt").exists()
