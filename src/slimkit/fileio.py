@@ -113,7 +113,9 @@ def check_writable(
     Raises `UserError` naming ``flag`` and the path when ``path`` is an existing folder, lies
     under a file, has a missing parent folder (allowed with ``create_parents=True`` if the
     nearest existing ancestor is a writable folder), a read-only parent folder, is an existing
-    read-only file, or is the same file as one of ``inputs``. Nothing is created or changed.
+    read-only file, or is the same file as one of ``inputs``. "Read-only" means not writable by
+    this process or without any write permission bit (so a 0o555 folder is refused even for
+    root). Nothing is created or changed.
     Returns ``path`` as a `Path`.
     """
     p = Path(path)
@@ -132,9 +134,9 @@ def check_writable(
         ancestor = ancestor.parent
     if ancestor.exists() and not ancestor.is_dir():
         raise UserError(f"{flag} {p}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    if not _writable(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {p}: folder {ancestor} is not writable")
-    if p.exists() and not os.access(p, os.W_OK):
+    if p.exists() and not _writable(p, os.W_OK):
         raise UserError(f"{flag} {p}: the file exists and is read-only")
     for src in inputs:
         try:
@@ -144,6 +146,16 @@ def check_writable(
         if same or Path(src).resolve() == p.resolve():
             raise UserError(f"{flag} {p}: is the input file {src}; choose another output path")
     return p
+
+
+def _writable(path: Path, access: int) -> bool:
+    """Writable by us *and* not marked read-only by its mode bits (root ignores the bits, but a
+    path with no write bit for anyone is still treated as read-only)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return os.access(path, access) and bool(mode & 0o222)
 
 
 # ---------------------------------------------------------------------------------- digests

@@ -149,3 +149,29 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"format": "slimkit.checkpoint/1", "model": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(UserError, match="evil.pt"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_resume_checkpoint_of_another_architecture_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", model=mlp(), epoch=0)
+    assert load_checkpoint(tmp_path / "c.pt", model=mlp(seed=4))["epoch"] == 0
+    with pytest.raises(UserError, match="c.pt was saved from a different architecture.*"
+                                        "missing keys"):
+        load_checkpoint(tmp_path / "c.pt", model=convnet())
+    with pytest.raises(UserError, match="different architecture.*shape"):
+        load_checkpoint(tmp_path / "c.pt", model=mlp(classes=3))
+
+
+def test_flipped_bit_and_legacy_checkpoints(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, model=mlp(), epoch=1, note="x")
+    obj = torch.load(path, weights_only=True)
+    obj["model"]["0.bias"][0] += 1e-6                   # what a flipped low bit does
+    torch.save(obj, tmp_path / "f.pt")
+    with pytest.raises(UserError, match="f.pt.*checksum"):
+        load_checkpoint(tmp_path / "f.pt")
+    obj = torch.load(path, weights_only=True)
+    del obj["sha256"]
+    obj["format"] = "slimkit.checkpoint/1"
+    torch.save(obj, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="no checksum"):
+        assert load_checkpoint(tmp_path / "old.pt")["meta"] == {"note": "x"}

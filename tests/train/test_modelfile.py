@@ -131,3 +131,82 @@ def test_pruned_mobilenet_depthwise_rebuilds_with_and_without_spec(tmp_path):
     _same(pruned, inferred, (3, 32, 32))
     save_model(tmp_path / "mb.pt", pruned, arch="mobilenetv2")
     _same(pruned, load_model(tmp_path / "mb.pt"), (3, 32, 32))
+
+
+def _payload(path):
+    return torch.load(path, weights_only=True)
+
+
+def _resave(path, obj, sign=True):
+    from slimkit.train.checkpoint import seal
+
+    torch.save(seal(obj) if sign else obj, path)
+
+
+def test_task_metadata_round_trips_as_plain_data(tmp_path):
+    task = {"dataset": "cifar10", "root": "/data/c10", "input_shape": [3, 32, 32],
+            "classes": ["plane", "car"], "normalize": {"mean": [0.49, 0.48, 0.45],
+                                                      "std": [0.25, 0.24, 0.26]},
+            "subset": None, "augment": False}
+    save_model(tmp_path / "m.pt", zoo.create("lenet5"), arch="lenet5", task=task)
+    assert read_model_file(tmp_path / "m.pt")["meta"]["task"] == task
+    for bad in ({"t": torch.zeros(1)}, {"t": object()}, {1: "int key"}):
+        with pytest.raises(UserError, match="plain JSON"):
+            save_model(tmp_path / "b.pt", zoo.create("lenet5"), arch="lenet5", task=bad)
+    assert not (tmp_path / "b.pt").exists()
+
+
+def test_flipped_bit_in_a_weight_is_refused(tmp_path):
+    import zipfile
+
+    path = tmp_path / "m.pt"
+    save_model(path, zoo.create("lenet5"), arch="lenet5")
+    blob = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:       # the first tensor storage record's bytes
+        info = next(i for i in z.infolist() if "/data/" in i.filename)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    blob[start + info.file_size // 2] ^= 0x08
+    path.write_bytes(bytes(blob))
+    with pytest.raises(UserError, match="m.pt.*(checksum|corrupt)"):
+        load_model(path)
+
+
+def test_fields_are_validated_behind_the_checksum(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(path, zoo.create("lenet5"), arch="lenet5")
+    good = _payload(path)
+    key = next(k for k in good["state_dict"] if k.endswith("weight"))
+
+    def edited(edit, sign=True):
+        obj = _payload(path.with_name("m.pt"))
+        edit(obj)
+        _resave(tmp_path / "e.pt", obj, sign)
+        return tmp_path / "e.pt"
+
+    cases = [
+        (lambda o: o["state_dict"].__setitem__(key, o["state_dict"][key].double()),
+         f"{key}.*dtype"),
+        (lambda o: o["state_dict"].__setitem__(key, o["state_dict"][key] * float("nan")), "NaN"),
+        (lambda o: o["state_dict"].pop(key), f"missing keys \\['{key}'\\]"),
+        (lambda o: o["state_dict"].__setitem__("x.weight", torch.zeros(1)), "unexpected keys"),
+        (lambda o: o["arch_kwargs"].__setitem__("bogus", 1), "cannot build"),
+        (lambda o: o.__setitem__("meta", {"channel_spec": {"conv": {"in": -1}}}), "channel_spec"),
+        (lambda o: o.__setitem__("extra", 1), "unexpected \\['extra'\\]"),
+    ]
+    for edit, match in cases:
+        with pytest.raises(UserError, match=match):
+            load_model(edited(edit))
+    with pytest.raises(UserError, match="checksum"):
+        load_model(edited(lambda o: o["meta"].__setitem__("top1", 0.99), sign=False))
+
+
+def test_legacy_file_without_checksum_loads_with_a_warning(tmp_path):
+    model = zoo.create("lenet5").eval()
+    save_model(tmp_path / "m.pt", model, arch="lenet5")
+    obj = _payload(tmp_path / "m.pt")
+    obj.pop("sha256")
+    obj["format"] = "slimkit.model/1"
+    torch.save(obj, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="no checksum"):
+        loaded = load_model(tmp_path / "old.pt")
+    _same(model, loaded, (1, 28, 28))

@@ -202,7 +202,7 @@ def check_json_plain(obj: Any, where: str) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise UserError(f"{where}: key {k!r} must be a str")
+                raise UserError(f"{where}: key {k!r} must be a str (plain JSON data)")
             check_json_plain(v, f"{where}.{k}")
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
