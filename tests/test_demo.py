@@ -60,3 +60,6 @@ def test_a_student_that_did_not_gain_is_said_so():
     _distill_note(rows, [Measurement(accuracy=0.95), Measurement(accuracy=0.90),
                          Measurement(accuracy=0.9150)], epochs=8)
     assert rows[2].note == "+1.50 points over the same MLP trained alone"
+    _distill_note(rows, [Measurement(accuracy=0.95), Measurement(accuracy=0.90),
+                         Measurement(accuracy=0.10)], epochs=8)
+    assert "failed to train the student" in rows[2].note

@@ -222,6 +222,11 @@ def _distill_note(rows: list[DemoRow], results: list, epochs: int) -> None:
     rows[i].note = "the distilled student's reference: same LeNet-300-100, hard labels only"
     if gain > 0.1:
         rows[j].note = f"{gain:+.2f} points over the same MLP trained alone"
+    elif gain < -5:
+        rows[j].note = (f"{gain:+.2f} points against the MLP trained alone "
+                        f"({format_accuracy(kd)} vs {format_accuracy(alone)}): the distillation "
+                        "run failed to train the student; a fault to report, not a finding "
+                        "about KD")
     else:
         rows[j].note = (f"no gain over the MLP trained alone ({format_accuracy(kd)} vs "
                         f"{format_accuracy(alone)}): with {epochs} epochs on 4,000 digits the "
