@@ -7,13 +7,16 @@ keep-set's removed channels, ``shrink`` physically removes them.
 >>> graph = DependencyGraph.build(model, torch.randn(1, 3, 32, 32))
 >>> keep = {g.id: torch.arange(g.size // 2) for g in graph.groups if g.prunable}
 >>> small = shrink(model, graph, keep)
+>>> delivered(graph, keep).params_ratio       # what the keep-set really removes
 """
 
+from slimkit.graph.delivered import Delivery, GroupDelivery, delivered
 from slimkit.graph.errors import GraphError
-from slimkit.graph.groups import ROLES, DependencyGraph, Group, Member, build_groups
+from slimkit.graph.groups import ROLES, DependencyGraph, Group, Member, build_groups, weight_axis
 from slimkit.graph.shrink import LayerPlan, apply_channel_mask, channel_plan, shrink
 
 __all__ = [
     "DependencyGraph", "Group", "Member", "GraphError", "ROLES", "build_groups",
-    "shrink", "apply_channel_mask", "channel_plan", "LayerPlan",
+    "shrink", "apply_channel_mask", "channel_plan", "LayerPlan", "weight_axis",
+    "delivered", "Delivery", "GroupDelivery",
 ]

@@ -163,6 +163,17 @@ class Group:
                 f"members={len(self.members)})")
 
 
+def _check_no_member_emptied(g: Group, keep: Tensor) -> None:
+    """A layer that would lose all of its channels (a branch made of whole removed units)
+    cannot be shrunk to zero width."""
+    for m in g.members:
+        _, units = m.layout(g.size)
+        if units.numel() and not bool(torch.isin(units, keep).any()):
+            raise UserError(f"keep[{g.id!r}] removes every channel {m.module_name!r} "
+                            f"({m.role}) has in this group; keep at least one of its channels "
+                            f"{sorted(set(units.tolist()))[:10]}")
+
+
 def _check_round_to(round_to: Any) -> int:
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise UserError(f"round_to must be an int >= 1, got {round_to!r}")
@@ -287,6 +298,8 @@ class DependencyGraph:
             if t.numel() < g.size and t.numel() % self.round_to:
                 raise UserError(f"keep[{gid!r}] keeps {t.numel()} channels, not a multiple of "
                                 f"round_to={self.round_to}; use graph.round_keep(keep)")
+            if t.numel() < g.size:
+                _check_no_member_emptied(g, t)
             out[gid] = t
         return out
 
