@@ -46,6 +46,9 @@ class DistillConfig:
     - `feature_pairs`: `(student_module, teacher_module)` names for feature losses.
     - `beta`: weight of every non-kd term; None uses each loss's published default.
     - `p`: attention-map exponent (AT); `disc_hidden`, `disc_lr`: adversarial discriminator.
+    - `epochs`, `lr`: the training run of `slimkit.compress.distill` (the function `distill`
+      takes its own `epochs`); `teacher`: a model file to use as teacher there ("" = the
+      context's teacher; in a recipe, the model before the first step).
     """
 
     loss: str | tuple[str, ...] = "kd"
@@ -56,8 +59,17 @@ class DistillConfig:
     p: float = 2.0
     disc_hidden: int = 64
     disc_lr: float = 1e-3
+    epochs: int = 1
+    lr: float = 0.01
+    teacher: str = ""
 
     def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise UserError(f"epochs must be an int >= 1, got {self.epochs!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr!r}")
+        if not isinstance(self.teacher, str):
+            raise UserError(f"teacher must be a model file path (str), got {self.teacher!r}")
         names = (self.loss,) if isinstance(self.loss, str) else tuple(self.loss)
         if not names:
             raise UserError(f"loss must name at least one of {LOSSES.names()}")

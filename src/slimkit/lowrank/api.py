@@ -1,6 +1,6 @@
 """One entry point: `decompose(model, LowRankConfig(...))` -> a new, factorised module.
 
-Every Linear/Conv2d whose name matches ``layers`` (fqn globs) and none of ``skip`` is replaced
+Every Linear/Conv2d whose name matches ``include`` (fqn globs) and none of ``exclude`` is replaced
 by the method's factorisation (svd: two layers; tucker: three convs; cp: four convs) at the
 rank chosen by ``rank_selection``. A layer the method does not handle, or whose factorisation
 would not cut its parameters (or, with an example input, would raise its MACs), is left as it
@@ -8,7 +8,7 @@ is and reported with the reason. A glob that matches no layer raises.
 
 >>> import torch.nn as nn
 >>> net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
->>> res = decompose_with_report(net, LowRankConfig(method="svd", rank=8, layers=("0",)))
+>>> res = decompose_with_report(net, LowRankConfig(method="svd", rank=8, include=("0",)))
 >>> [r.status for r in res.layers], res.layers[0].params_after
 (['decomposed'], 1088)
 """
@@ -16,13 +16,14 @@ is and reported with the reason. A glob that matches no layer raises.
 from __future__ import annotations
 
 import copy
-import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from slimkit.compress.contract import MethodConfig
+from slimkit.compress.selection import Selection
 from slimkit.errors import UserError
 from slimkit.lowrank.methods import METHODS, Site, original_cost
 from slimkit.lowrank.ranks import RANK_SELECTIONS, select_rank
@@ -36,31 +37,33 @@ def _is_count(x: object) -> bool:
 
 
 @dataclass(frozen=True)
-class LowRankConfig:
-    """What to factorise and how to choose ranks (validated on construction)."""
+class LowRankConfig(MethodConfig):
+    """What to factorise (``include`` / ``exclude`` fqn globs) and how to choose ranks
+    (validated on construction). ``layers`` / ``skip`` are the older names of
+    ``include`` / ``exclude``."""
 
     method: str = "svd"  # a METHODS key: svd, tucker, cp
     rank_selection: str = "fixed"  # a RANK_SELECTIONS key: fixed, energy, vbmf, params, macs
     rank: int | tuple[int, int] | None = None  # fixed: int, or (R_out, R_in) for tucker
     energy: float | None = None  # energy: fraction of sum(sigma^2) kept, in (0, 1]
     budget: float | None = None  # params/macs: fraction of the layer's cost kept, in (0, 1)
-    layers: tuple[str, ...] = ("*",)  # fqn globs to factorise; each must match a layer
-    skip: tuple[str, ...] = ()  # fqn globs left alone; each must match a layer
     scheme: str = "channel"  # svd of a conv: "channel" (kxk then 1x1) or "spatial" (kx1, 1xk)
     n_iter: int | None = None  # HOOI sweeps (tucker, default 5) / ALS sweeps (cp, default 100)
     seed: int = 0
+    layers: InitVar[tuple[str, ...] | None] = None
+    skip: InitVar[tuple[str, ...] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, layers=None, skip=None) -> None:
+        if layers is not None:
+            object.__setattr__(self, "include", layers)
+        if skip is not None:
+            object.__setattr__(self, "exclude", skip)
+        super().__post_init__()
         for name, reg in (("method", METHODS), ("rank_selection", RANK_SELECTIONS),
                           ("scheme", SCHEMES)):
             value = getattr(self, name)
             if value not in reg:
                 raise UserError(f"unknown {name} {value!r}; known: {', '.join(reg.names())}")
-        for name in ("layers", "skip"):
-            value = getattr(self, name)
-            if isinstance(value, str) or not all(isinstance(g, str) for g in value):
-                raise UserError(f"{name} must be a tuple of fqn globs, got {value!r}")
-            object.__setattr__(self, name, tuple(value))
         sel = self.rank_selection
         needed = {"fixed": "rank", "energy": "energy", "params": "budget", "macs": "budget"}
         for name in ("rank", "energy", "budget"):
@@ -140,17 +143,6 @@ def _candidates(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))}
 
 
-def _match(names: Sequence[str], globs: tuple[str, ...], what: str) -> set[str]:
-    hit: set[str] = set()
-    for g in globs:
-        found = {n for n in names if fnmatch.fnmatchcase(n, g)}
-        if not found:
-            shown = ", ".join(list(names)[:12]) + (", ..." if len(names) > 12 else "")
-            raise UserError(f"{what} glob {g!r} matches no Linear/Conv2d layer; layers: {shown}")
-        hit |= found
-    return hit
-
-
 def _probe(model: nn.Module, names: list[str], input_shape: Sequence[int]) -> dict[str, tuple]:
     """Input shape (batch 1) seen by each named layer in one forward pass."""
     seen: dict[str, tuple] = {}
@@ -180,22 +172,22 @@ def _site(name: str, layer: nn.Module, shape: tuple | None) -> Site:
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
+    """Kept for callers of the old helper: `model.set_submodule(name, new)`."""
+    model.set_submodule(name, new)
 
 
 def decompose_with_report(model: nn.Module, config: LowRankConfig,
-                          input_shape: Sequence[int] | None = None) -> LowRankResult:
-    """Factorise a copy of ``model``; ``input_shape`` (C, H, W) enables MAC counts and rules."""
+                          input_shape: Sequence[int] | None = None,
+                          selection: Selection | None = None) -> LowRankResult:
+    """Factorise a copy of ``model``; ``input_shape`` (C, H, W) enables MAC counts and rules.
+    ``selection`` (default: the config's include / exclude) picks the layers."""
     if not isinstance(model, nn.Module):
         raise UserError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(config, LowRankConfig):
         raise UserError(f"config must be a LowRankConfig, got {type(config).__name__}")
     new = copy.deepcopy(model)
     cands = _candidates(new)
-    names = list(cands)
-    chosen = _match(names, config.layers, "layers") - _match(names, config.skip, "skip")
-    order = [n for n in names if n in chosen]
+    order = (selection or config.selection()).names(new)
     shapes = _probe(new, order, input_shape) if input_shape is not None else {}
     method = METHODS.get(config.method)
     reports = []
@@ -221,7 +213,7 @@ def decompose_with_report(model: nn.Module, config: LowRankConfig,
             continue
         replacement, err = method.build(site, rank, config)
         replacement.train(layer.training)
-        _set(new, name, replacement)
+        new.set_submodule(name, replacement)
         base.update(params_after=params1, macs_after=macs1)
         reports.append(LayerReport(status="decomposed", rank=rank, rel_error=err, **base))
     return LowRankResult(new, tuple(reports))

@@ -27,7 +27,7 @@ from torch import nn
 from slimkit._registry import Registry
 from slimkit.errors import UserError
 from slimkit.pruning.importance import ELEMENT_IMPORTANCE, importance_names
-from slimkit.pruning.masks import MASKS, MaskHook, Pruner
+from slimkit.pruning.masks import MASKS, Pruner
 
 TARGETS = ("sparsity", "macs", "params", "latency")
 
@@ -385,16 +385,6 @@ def search_ratio(
     return hi
 
 
-class _KeepZeros(MaskHook):
-    """Holds a model's current zeros at zero during fine-tuning."""
-
-    def __init__(self, model: nn.Module) -> None:
-        pruner = Pruner(0.0)
-        pruner.prepare(model)
-        pruner.masks = {n: model.get_submodule(n).weight != 0 for n in pruner.targets}
-        super().__init__(pruner)
-
-
 def prune(
     model: nn.Module, config: PruneConfig, example_inputs: Any = None, data: Iterable | None = None
 ) -> nn.Module:
@@ -402,8 +392,16 @@ def prune(
 
     `example_inputs`: a batch shaped like the input (needed by structured methods and by
     MACs/params/latency targets); `data`: a training DataLoader of (x, y) for the methods that
-    train or calibrate, and for `config.finetune_epochs`.
+    train or calibrate, and for `config.finetune_epochs`. New code: `slimkit.compress.prune`
+    with a per-method config, which also reports the ratio delivered.
     """
+    return prune_with_ratio(model, config, example_inputs, data)[0]
+
+
+def prune_with_ratio(
+    model: nn.Module, config: PruneConfig, example_inputs: Any = None, data: Iterable | None = None
+) -> tuple[nn.Module, float]:
+    """`prune`, and the uniform ratio it used (after a MACs/params/latency target search)."""
     if not isinstance(config, PruneConfig):
         raise UserError(f"config must be a PruneConfig, got {type(config).__name__}")
     method = METHODS.get(config.method)
@@ -424,16 +422,13 @@ def prune(
     if method.structured and example_inputs is None:
         raise UserError(f"method {config.method!r} is structured and needs example_inputs")
     out = method.apply(model, config, ratio, ctx)
-    out.slimkit_prune_ratio = ratio  # the uniform ratio actually used (after a target search)
     if config.finetune_epochs > 0:
+        from slimkit.pruning.keep import attach_masks, remove_masks
         from slimkit.train import fit
 
-        hooks = [] if method.structured else [_KeepZeros(out)]
-        fit(
-            out,
-            ctx.need_data(config.method),
-            epochs=config.finetune_epochs,
-            hooks=hooks,
-            **_fit_kwargs(config),
-        )
-    return out
+        if not method.structured:
+            attach_masks(out)  # the zeros stay zeros while fine-tuning
+        fit(out, ctx.need_data(config.method), epochs=config.finetune_epochs,
+            **_fit_kwargs(config))
+        remove_masks(out)
+    return out, ratio

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit._registry import Registry
+from slimkit.compress.contract import MethodConfig
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook
 
@@ -94,14 +95,26 @@ def ternary(w: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class BinaryConfig:
-    """mode: a key of :data:`WEIGHT_QUANTIZERS`; skip_first_last keeps the first and last
-    weight layers in float (as BinaryConnect/XNOR-Net/TWN do)."""
+class BinaryConfig(MethodConfig):
+    """mode: a key of :data:`WEIGHT_QUANTIZERS` (binaryconnect: Courbariaux et al. 2015,
+    xnor: Rastegari et al. 2016, ternary: Li et al. 2016 TWN); skip_first_last keeps the first
+    and last weight layers in float (as those papers do); epochs / lr / clip: the training run
+    of ``slimkit.compress.quantize`` (clip: BinaryConnect's latent-weight bound)."""
 
     mode: str = "binaryconnect"
     skip_first_last: bool = True
+    epochs: int = 1
+    lr: float = 0.01
+    clip: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise UserError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        for name in ("lr", "clip"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise UserError(f"{name} must be > 0, got {v!r}")
         if self.mode not in WEIGHT_QUANTIZERS:
             raise UserError(f"unknown binary mode {self.mode!r}; known: "
                             f"{', '.join(WEIGHT_QUANTIZERS.names())}")
@@ -148,17 +161,17 @@ def _convert(layer: nn.Module, mode: str) -> nn.Module:
 
 
 def prepare_binary(model: nn.Module, mode: str = "binaryconnect", *,
-                   skip_first_last: bool = True) -> nn.Module:
+                   skip_first_last: bool = True, layers: list[str] | None = None) -> nn.Module:
     """A copy of ``model`` whose Conv2d/Linear layers train with binary/ternary weights."""
     cfg = BinaryConfig(mode=mode, skip_first_last=skip_first_last)
     out = copy.deepcopy(model)
     names = [n for n, m in out.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
     if cfg.skip_first_last:
         names = names[1:-1]
+    if layers is not None:
+        names = [n for n in names if n in set(layers)]
     for name in names:
-        parent, _, leaf = name.rpartition(".")
-        owner = out.get_submodule(parent) if parent else out
-        setattr(owner, leaf, _convert(getattr(owner, leaf), cfg.mode))
+        out.set_submodule(name, _convert(out.get_submodule(name), cfg.mode))
     return out
 
 

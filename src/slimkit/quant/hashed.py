@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slimkit.compress.contract import MethodConfig
 from slimkit.errors import UserError
 
-__all__ = ["mix32", "hash_indices", "HashedLinear", "HashedConv2d", "hash_compress"]
+__all__ = ["HashConfig", "mix32", "hash_indices", "HashedLinear", "HashedConv2d", "hash_compress"]
 
 _M32 = 0xFFFFFFFF
 
@@ -130,8 +132,34 @@ class HashedConv2d(_Hashed):
                         self.groups)
 
 
+@dataclass(frozen=True)
+class HashConfig(MethodConfig):
+    """HashedNets (Chen et al. 2015): each selected layer keeps ``compression`` of its weights,
+    shared through a hash; init "project" fits them to the trained weights, "random" starts
+    afresh; epochs / lr: training in ``slimkit.compress.quantize``."""
+
+    compression: float = 1 / 8
+    init: str = "project"
+    seed: int = 0
+    epochs: int = 0
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_compression(self.compression)
+        if self.init not in ("project", "random"):
+            raise UserError(f"init must be 'project' or 'random', got {self.init!r}")
+        for name in ("seed", "epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or (name == "epochs" and v < 0):
+                raise UserError(f"{name} must be an int{' >= 0' if name == 'epochs' else ''}, "
+                                f"got {v!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr!r}")
+
+
 def hash_compress(model: nn.Module, compression: float = 1 / 8, *, init: str = "project",
-                  seed: int = 0) -> nn.Module:
+                  seed: int = 0, layers: list[str] | None = None) -> nn.Module:
     """A copy of ``model`` with every Conv2d/Linear replaced by its hashed version.
 
     init: "project" fits the real weights to the model's weights (bucket means), "random"
@@ -143,7 +171,13 @@ def hash_compress(model: nn.Module, compression: float = 1 / 8, *, init: str = "
         raise UserError(f"init must be 'project' or 'random', got {init!r}")
     out = copy.deepcopy(model)
     targets = [(n, m) for n, m in out.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
+    if layers is not None:      # positions (hash seeds) stay those of the full model
+        keep = set(layers)
+    else:
+        keep = {n for n, _ in targets}
     for pos, (name, m) in enumerate(targets):
+        if name not in keep:
+            continue
         if isinstance(m, nn.Conv2d):
             if m.padding_mode != "zeros":
                 raise UserError(f"layer {name!r}: padding_mode {m.padding_mode!r} unsupported")
@@ -160,6 +194,5 @@ def hash_compress(model: nn.Module, compression: float = 1 / 8, *, init: str = "
         elif m.bias is not None:
             bound = 1 / math.sqrt(math.prod(m.weight.shape[1:]))
             new.bias.data.uniform_(-bound, bound)
-        parent, _, leaf = name.rpartition(".")
-        setattr(out.get_submodule(parent) if parent else out, leaf, new)
+        out.set_submodule(name, new)
     return out

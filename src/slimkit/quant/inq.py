@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from slimkit.compress.contract import MethodConfig
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook
 
@@ -37,14 +38,24 @@ __all__ = ["INQConfig", "power_levels", "quantize_pow2", "INQ", "prepare_inq"]
 
 
 @dataclass(frozen=True)
-class INQConfig:
+class INQConfig(MethodConfig):
     """bits: 2..8 per weight (including the zero code); portions: increasing accumulated
-    fractions of each layer's weights quantized at each step, ending at 1.0."""
+    fractions of each layer's weights quantized at each step, ending at 1.0; epochs_per_step
+    / lr: retraining after each portion in ``slimkit.compress.quantize``."""
 
     bits: int = 5
     portions: tuple[float, ...] = (0.5, 0.75, 0.875, 1.0)
+    epochs_per_step: int = 1
+    lr: float = 0.001
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "portions", tuple(self.portions))
+        e = self.epochs_per_step
+        if isinstance(e, bool) or not isinstance(e, int) or e < 0:
+            raise UserError(f"epochs_per_step must be an int >= 0, got {e!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr!r}")
         if not isinstance(self.bits, int) or isinstance(self.bits, bool) or \
                 not 2 <= self.bits <= 8:
             raise UserError(f"bits must be an int in 2..8, got {self.bits!r}")
@@ -76,13 +87,15 @@ class INQ(Hook):
     zeroes the gradient of frozen weights and restores their values after each step (so
     momentum and weight decay cannot move them)."""
 
-    def __init__(self, model: nn.Module, config: INQConfig) -> None:
+    def __init__(self, model: nn.Module, config: INQConfig,
+                 layers: list[str] | None = None) -> None:
         self.config = config
+        self.names = None if layers is None else list(layers)
         self.step_index = 0
         self.levels: dict[str, tuple[int, int]] = {}
         self.masks: dict[str, Tensor] = {}
         self.values: dict[str, Tensor] = {}
-        for name, m in _layers(model).items():
+        for name, m in _layers(model, self.names).items():
             w = m.weight.detach()
             self.levels[name] = power_levels(float(w.abs().max()), config.bits)
             self.masks[name] = torch.zeros_like(w, dtype=torch.bool)
@@ -99,7 +112,7 @@ class INQ(Hook):
         if self.step_index >= len(self.config.portions):
             raise UserError("INQ already quantized all weights")
         target = self.config.portions[self.step_index]
-        for name, m in _layers(model).items():
+        for name, m in _layers(model, self.names).items():
             mask = self.masks[name]
             w = m.weight.detach()
             n_new = round(target * w.numel()) - int(mask.sum())
@@ -115,30 +128,32 @@ class INQ(Hook):
 
     @torch.no_grad()
     def on_after_backward(self, model: nn.Module) -> None:
-        for name, m in _layers(model).items():
+        for name, m in _layers(model, self.names).items():
             if m.weight.grad is not None:
                 m.weight.grad.masked_fill_(self.masks[name], 0.0)
 
     @torch.no_grad()
     def on_step_end(self, model: nn.Module, step: int) -> None:
-        for name, m in _layers(model).items():
+        for name, m in _layers(model, self.names).items():
             m.weight.copy_(torch.where(self.masks[name], self.values[name], m.weight))
 
     def storage_bytes(self, model: nn.Module) -> int:
         """``bits`` per quantized weight + fp32 for the rest and for biases."""
         total = 0
-        for name, m in _layers(model).items():
+        for name, m in _layers(model, self.names).items():
             q = int(self.masks[name].sum())
             total += (q * self.config.bits + 7) // 8 + 4 * (m.weight.numel() - q)
             total += 0 if m.bias is None else 4 * m.bias.numel()
         return total
 
 
-def _layers(model: nn.Module) -> dict[str, nn.Module]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+def _layers(model: nn.Module, names: list[str] | None = None) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+            and (names is None or n in names)}
 
 
-def prepare_inq(model: nn.Module, config: INQConfig | None = None) -> tuple[nn.Module, INQ]:
+def prepare_inq(model: nn.Module, config: INQConfig | None = None,
+                layers: list[str] | None = None) -> tuple[nn.Module, INQ]:
     """A copy of ``model`` and its :class:`INQ` schedule (levels from the copy's weights)."""
     out = copy.deepcopy(model)
-    return out, INQ(out, config or INQConfig())
+    return out, INQ(out, config or INQConfig(), layers)

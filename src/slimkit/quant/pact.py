@@ -25,16 +25,18 @@ activation scale); the first and last layers keep float weights.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from slimkit.compress.contract import MethodConfig
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook
 
-__all__ = ["pact_quantize", "PACT", "init_alpha_", "PACTRegularizer", "dorefa_weight", "DoReFaConv2d",
+__all__ = ["PACTConfig", "pact_quantize", "PACT", "init_alpha_", "PACTRegularizer", "dorefa_weight", "DoReFaConv2d",
            "DoReFaLinear", "prepare_pact", "relus_feeding_layers"]
 
 
@@ -205,21 +207,56 @@ def relus_feeding_layers(model: nn.Module) -> list[str]:
             and isinstance(mods[str(n.target)], nn.ReLU) and feeds(n)]
 
 
+@dataclass(frozen=True)
+class PACTConfig(MethodConfig):
+    """PACT (Choi et al. 2018): ``bits``-bit activations clipped at a learned ``alpha``
+    (initial value ``alpha``, L2 ``alpha_decay``); ``weight_bits`` adds DoReFa weights (Zhou
+    et al. 2016) to the selected inner layers (first and last float when ``skip_first_last``);
+    epochs / lr: the training run of ``slimkit.compress.quantize``."""
+
+    bits: int = 4
+    weight_bits: int | None = None
+    alpha: float = 10.0
+    alpha_decay: float = 5e-4
+    skip_first_last: bool = True
+    epochs: int = 1
+    lr: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_bits(self.bits, "bits")
+        if self.weight_bits is not None:
+            _check_bits(self.weight_bits, "weight_bits", lo=2)
+        for name in ("alpha", "lr"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise UserError(f"{name} must be > 0, got {v!r}")
+        if not isinstance(self.alpha_decay, (int, float)) or self.alpha_decay < 0:
+            raise UserError(f"alpha_decay must be >= 0, got {self.alpha_decay!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise UserError(f"epochs must be an int >= 0, got {self.epochs!r}")
+
+
 def prepare_pact(model: nn.Module, bits: int = 4, *, weight_bits: int | None = None,
-                 alpha: float = 10.0, skip_first_last: bool = True) -> nn.Module:
+                 alpha: float = 10.0, skip_first_last: bool = True,
+                 layers: list[str] | None = None) -> nn.Module:
     """A copy of ``model`` whose ReLUs feeding a Conv2d/Linear become :class:`PACT`
     (``bits``-bit activations); with ``weight_bits``, inner Conv2d/Linear layers get DoReFa
-    weights (the first and last stay float when ``skip_first_last``)."""
+    weights (the first and last stay float when ``skip_first_last``; ``layers``, when given,
+    narrows them further to those names)."""
     _check_bits(bits, "bits")
     if weight_bits is not None:
         _check_bits(weight_bits, "weight_bits", lo=2)
     out = copy.deepcopy(model)
     for name in relus_feeding_layers(out):
-        _set(out, name, PACT(bits, alpha))
+        out.set_submodule(name, PACT(bits, alpha))
     if weight_bits is not None:
         names = [n for n, m in out.named_modules() if type(m) in (nn.Conv2d, nn.Linear)]
-        for name in names[1:-1] if skip_first_last else names:
-            _set(out, name, _dorefa(out.get_submodule(name), weight_bits))
+        chosen = names[1:-1] if skip_first_last else names
+        if layers is not None:
+            chosen = [n for n in chosen if n in set(layers)]
+        for name in chosen:
+            out.set_submodule(name, _dorefa(out.get_submodule(name), weight_bits))
     return out
 
 
@@ -235,6 +272,3 @@ def _dorefa(layer: nn.Module, bits: int) -> nn.Module:
     return new
 
 
-def _set(root: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent, _, leaf = fqn.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, new)

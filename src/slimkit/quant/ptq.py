@@ -31,7 +31,7 @@ from slimkit._registry import Registry
 from slimkit.errors import UserError
 from slimkit.quant.api import calib_batches, register_quantizer, run_batches
 from slimkit.quant.core import MAX_BITS, MIN_BITS, QScheme
-from slimkit.quant.fold import _set_submodule, fold_bn
+from slimkit.quant.fold import fold_bn
 from slimkit.quant.modules import QUANT_MODULES, QuantMixin
 from slimkit.quant.observers import OBSERVERS
 
@@ -214,7 +214,13 @@ def quant_layers(model: nn.Module) -> dict[str, QuantMixin]:
 
 def prepare(model: nn.Module, config: PTQConfig) -> nn.Module:
     """New eval-mode model: BN folded (and equalized if asked), conv/linear wrapped, uncalibrated."""
+    return prepare_with_scales(model, config)[0]
+
+
+def prepare_with_scales(model: nn.Module, config: PTQConfig) -> tuple[nn.Module, dict]:
+    """`prepare`, and the cross-layer equalization scales it applied ({} without DFQ)."""
     out = fold_bn(model).eval()
+    scales: dict = {}
     if config.equalize or config.bias_absorption:
         from slimkit.quant.dfq import (
             absorb_biases_,
@@ -222,14 +228,13 @@ def prepare(model: nn.Module, config: PTQConfig) -> nn.Module:
         )  # dfq builds on this module's pieces
 
         scales = equalize_(out) if config.equalize else {}
-        out._dfq_scales = scales  # type: ignore[attr-defined]
         if config.bias_absorption:
             absorb_biases_(out, model, scales)
     for name, (wbits, abits) in _plan(out, config).items():
         mod = out.get_submodule(name)
         wscheme, ascheme = config.schemes(wbits, abits)
-        _set_submodule(out, name, QUANT_MODULES[type(mod)](mod, wscheme, ascheme))
-    return out
+        out.set_submodule(name, QUANT_MODULES[type(mod)](mod, wscheme, ascheme))
+    return out, scales
 
 
 @torch.no_grad()
@@ -338,15 +343,17 @@ BIAS_CORRECTIONS: Registry[Callable[[nn.Module, nn.Module, list[Tensor]], Any]] 
 
 
 @BIAS_CORRECTIONS.register("empirical")
-def _empirical(qmodel: nn.Module, model: nn.Module, batches: list[Tensor]) -> None:
+def _empirical(qmodel: nn.Module, model: nn.Module, batches: list[Tensor],
+               scales: dict | None = None) -> None:
     bias_correct_(qmodel, batches)
 
 
 @BIAS_CORRECTIONS.register("analytic")
-def _analytic(qmodel: nn.Module, model: nn.Module, batches: list[Tensor]) -> None:
+def _analytic(qmodel: nn.Module, model: nn.Module, batches: list[Tensor],
+              scales: dict | None = None) -> None:
     from slimkit.quant.dfq import analytic_bias_correct_  # dfq builds on ptq's modules
 
-    analytic_bias_correct_(qmodel, model, scales=getattr(qmodel, "_dfq_scales", None))
+    analytic_bias_correct_(qmodel, model, scales=scales)
 
 
 def build_qspec(qmodel: nn.Module) -> dict[str, dict[str, Any]]:
@@ -359,11 +366,12 @@ def quantize_ptq(model: nn.Module, config: PTQConfig | None = None, calib: Any =
     if not isinstance(config, PTQConfig):
         raise UserError(f"config must be a PTQConfig, got {type(config).__name__}")
     batches = calib_batches(calib, config.calib_size)
-    qmodel = prepare(model, config)
+    qmodel, scales = prepare_with_scales(model, config)
     calibrate_(qmodel, batches, config)
     if config.bias_correction:
         mode = "empirical" if config.bias_correction is True else config.bias_correction
-        BIAS_CORRECTIONS.get(mode)(qmodel, model, batches)
+        BIAS_CORRECTIONS.get(mode)(
+            qmodel, model, batches, scales if (config.equalize or config.bias_absorption) else None)
     qmodel.qspec = build_qspec(qmodel)
     return qmodel
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from slimkit.compress.contract import MethodConfig
 from slimkit.errors import UserError
 from slimkit.quant.core import QScheme
 from slimkit.quant.fold import fold_bn
@@ -46,11 +47,12 @@ __all__ = ["QATConfig", "QATConv2d", "QATLinear", "prepare_qat", "convert", "qat
 
 
 @dataclass(frozen=True)
-class QATConfig:
+class QATConfig(MethodConfig):
     """weight_bits 2..16 (symmetric signed), act_bits 2..16 (affine unsigned, or None for
     weight-only), per_channel weight scales, observer: the activation range observer used
     during training (a key of ``OBSERVERS``; ``ema_minmax`` as in the paper),
-    ema: its averaging constant, fold: fold BatchNorm before training."""
+    ema: its averaging constant, fold: fold BatchNorm before training; epochs / lr: the
+    fine-tuning run of ``slimkit.compress.quantize`` (epochs=0: ranges from a few batches)."""
 
     weight_bits: int = 8
     act_bits: int | None = 8
@@ -58,8 +60,15 @@ class QATConfig:
     observer: str = "ema_minmax"
     ema: float = 0.01
     fold: bool = True
+    epochs: int = 1
+    lr: float = 0.001
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise UserError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr!r}")
         for name, b in (("weight_bits", self.weight_bits), ("act_bits", self.act_bits)):
             if b is None and name == "act_bits":
                 continue
@@ -122,11 +131,6 @@ class QATLinear(_QATMixin, QuantLinear):
         return super().forward(x)
 
 
-def _set(root: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent, _, leaf = fqn.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, new)
-
-
 def prepare_qat(model: nn.Module, config: QATConfig | None = None, *,
                 skip: tuple[str, ...] = ()) -> nn.Module:
     """A copy of ``model`` (BN folded) whose Conv2d/Linear layers train fake-quantized.
@@ -145,7 +149,7 @@ def prepare_qat(model: nn.Module, config: QATConfig | None = None, *,
             continue
         layer = out.get_submodule(name)
         cls = QATConv2d if isinstance(layer, nn.Conv2d) else QATLinear
-        _set(out, name, cls(layer, cfg))
+        out.set_submodule(name, cls(layer, cfg))
     return out.train()
 
 
@@ -169,7 +173,7 @@ def convert(model: nn.Module) -> nn.Module:
         plain.act_scale.copy_(m.act_scale)
         plain.act_zp.copy_(m.act_zp)
         plain.eval()
-        _set(out, name, plain)
+        out.set_submodule(name, plain)
         qspec[name] = plain.qspec_entry()
     out.qspec = qspec
     return out

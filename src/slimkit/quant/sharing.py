@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit._registry import Registry
+from slimkit.compress.contract import MethodConfig
 from slimkit.errors import UserError
 
 __all__ = [
@@ -96,12 +97,14 @@ def kmeans_1d(w: Tensor, init: Tensor, max_iter: int = 300) -> tuple[Tensor, Ten
 
 
 @dataclass(frozen=True)
-class ShareConfig:
+class ShareConfig(MethodConfig):
     """Settings of :func:`kmeans_share`.
 
     bits: index bits per weight (``2**bits`` clusters) for every layer not in ``layer_bits``.
     init: a key of :data:`INITS` ("linear", "density", "random").
     layer_bits: per-layer overrides, fully qualified module name -> bits.
+    finetune_epochs / lr: centroid fine-tuning in ``slimkit.compress.quantize`` (Han et al.
+    2016 train the shared centroids; zeros stay zero through the zero code).
     """
 
     bits: int = 5
@@ -109,8 +112,17 @@ class ShareConfig:
     layer_bits: dict[str, int] = field(default_factory=dict)
     max_iter: int = 300
     seed: int = 0
+    finetune_epochs: int = 0
+    lr: float = 0.001
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "layer_bits", dict(self.layer_bits))
+        f = self.finetune_epochs
+        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
+            raise UserError(f"finetune_epochs must be an int >= 0, got {f!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise UserError(f"lr must be > 0, got {self.lr!r}")
         for name, b in [("bits", self.bits), *self.layer_bits.items()]:
             if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 8:
                 raise UserError(f"bits for {name!r} must be an int in 1..8, got {b!r}")
@@ -219,14 +231,9 @@ def _share_layer(layer: nn.Module, bits: int, cfg: ShareConfig,
     return SharedWeightLinear(centroids, indices, bits, zero_code, bias)
 
 
-def _set_module(root: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent, _, leaf = fqn.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, leaf, new)
-
-
 def kmeans_share(model: nn.Module, bits: int = 5, *, init: str = "linear",
                  layer_bits: dict[str, int] | None = None, max_iter: int = 300,
-                 seed: int = 0) -> nn.Module:
+                 seed: int = 0, layers: list[str] | None = None) -> nn.Module:
     """Return a copy of ``model`` whose Conv2d/Linear layers share k-means weights.
 
     ``layer_bits`` maps layer names to their own bit width; a name that is not a Conv2d or
@@ -236,14 +243,15 @@ def kmeans_share(model: nn.Module, bits: int = 5, *, init: str = "linear",
     cfg = ShareConfig(bits=bits, init=init, layer_bits=dict(layer_bits or {}),
                       max_iter=max_iter, seed=seed)
     out = copy.deepcopy(model)
-    targets = [(n, m) for n, m in out.named_modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    targets = [(n, m) for n, m in out.named_modules() if type(m) in (nn.Linear, nn.Conv2d)
+               and (layers is None or n in set(layers))]
     unknown = set(cfg.layer_bits) - {n for n, _ in targets}
     if unknown:
         raise UserError(f"layer_bits names no Conv2d/Linear layer: {sorted(unknown)}; "
                         f"layers: {[n for n, _ in targets]}")
     gen = torch.Generator().manual_seed(seed)
     for name, layer in targets:
-        _set_module(out, name, _share_layer(layer, cfg.layer_bits.get(name, cfg.bits), cfg, gen))
+        out.set_submodule(name, _share_layer(layer, cfg.layer_bits.get(name, cfg.bits), cfg, gen))
     return out
 
 
@@ -266,5 +274,5 @@ def to_dense(model: nn.Module) -> nn.Module:
             dense.weight.copy_(w)
             if m.bias is not None:
                 dense.bias.copy_(m.bias)
-        _set_module(out, name, dense)
+        out.set_submodule(name, dense)
     return out

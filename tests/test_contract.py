@@ -1,0 +1,280 @@
+"""The contract suite (like scikit-learn's `parametrize_with_checks`): every registered method
+on three zoo models passes the same checks. A method registered tomorrow is checked the day it
+lands; `FAST` below must name a quick config for it (the test fails otherwise).
+
+Checks: the input is untouched; the target ratio / bits is reached or the shortfall reported;
+the config round-trips through YAML and through CLI flags; excluded layers are identical;
+state_dict save/load reproduces the outputs; ONNX export runs; the report names its method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import io
+
+import pytest
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from slimkit import zoo
+from slimkit.compress import METHODS, Context, compress, config_from_dict, config_to_dict
+from slimkit.compress.cliargs import add_config_args, config_from_args
+from slimkit.compress.methods import pruning as P  # noqa: F401  (registers)
+from slimkit.distill import DistillConfig
+from slimkit.lowrank import LowRankConfig
+from slimkit.pruning.keep import squash
+from slimkit.quant import (
+    INQConfig,
+    MixedConfig,
+    PTQConfig,
+    QATConfig,
+    ShareConfig,
+)
+from slimkit.quant.binary import BinaryConfig
+from slimkit.quant.hashed import HashConfig
+from slimkit.quant.pact import PACTConfig
+
+MODELS = ("lenet5", "lenet300", "resnet20")
+SHAPES = {"lenet5": (1, 28, 28), "lenet300": (1, 28, 28), "resnet20": (3, 16, 16)}
+
+# a quick config per method (few steps, small data)
+FAST = {
+    "magnitude": P.MagnitudeConfig(ratio=0.5),
+    "han": P.HanConfig(ratio=0.5, steps=2, train_epochs=1),
+    "agp": P.AGPConfig(ratio=0.5, train_epochs=1),
+    "nm": P.NMConfig(n=2, m=4),
+    "sensitivity": P.SensitivityConfig(ratio=0.5, sparsities=(0.5, 0.9), eval_batches=1),
+    "l1_filter": P.L1FilterConfig(ratio=0.5),
+    "slimming": P.SlimmingConfig(ratio=0.5, train_epochs=1),
+    "ssl": P.SSLConfig(ratio=0.5, train_epochs=1),
+    "sfp": P.SFPConfig(ratio=0.5, train_epochs=1),
+    "channel_lasso": P.ChannelLassoConfig(ratio=0.5, calib_batches=1),
+    "ptq": PTQConfig(weight_bits=8, act_bits=8),
+    "mixed": MixedConfig(budget_bits=6.0, candidates=(8, 4), calib_size=16),
+    "qat": QATConfig(weight_bits=4, act_bits=8, epochs=1, fold=False),
+    "pact": PACTConfig(bits=4, weight_bits=4, epochs=1),
+    "inq": INQConfig(bits=5, portions=(0.5, 1.0), epochs_per_step=1),
+    "binary": BinaryConfig(mode="ternary", epochs=1),
+    "share": ShareConfig(bits=4, max_iter=20),
+    "hash": HashConfig(compression=0.25),
+    "lowrank": LowRankConfig(method="svd", rank=4),
+    "distill": DistillConfig(loss="kd", epochs=1),
+}
+try:
+    from slimkit.lowrank.separable import SeparableConfig
+
+    FAST["separable"] = SeparableConfig()
+except ImportError:
+    pass
+
+SLOW_MODELS = {"resnet20"}                       # training methods on resnet20 take seconds
+QUICK_ON_RESNET = {"magnitude", "nm", "l1_filter", "ptq", "share", "hash", "lowrank",
+                   "separable"}
+
+
+# (method, model) pairs where the method does not apply: it must refuse with this message
+REFUSES = {
+    ("slimming", "lenet5"): "BatchNorm", ("slimming", "lenet300"): "BatchNorm",
+    ("channel_lasso", "lenet300"): "no prunable layer pair",
+    ("separable", "lenet300"): "matches no Conv2d",
+}
+
+
+def _cases():
+    for name in METHODS.names():
+        for arch in MODELS:
+            marks = [pytest.mark.slow] if arch in SLOW_MODELS and name not in QUICK_ON_RESNET \
+                else []
+            yield pytest.param(name, arch, marks=marks, id=f"{name}-{arch}")
+
+
+@functools.cache
+def _data(arch: str):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, *SHAPES[arch], generator=g)
+    y = torch.randint(0, 10, (32,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=16)
+
+
+@functools.cache
+def _model(arch: str) -> nn.Module:
+    torch.manual_seed(0)
+    return zoo.create(arch, in_channels=SHAPES[arch][0]).eval()
+
+
+def _excluded(model: nn.Module, cfg) -> str | None:
+    """The layer the suite excludes: the classifier (the first conv for conv-only methods)."""
+    if type(cfg).__name__ == "SeparableConfig":
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        return convs[0] if convs else None
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+
+
+def _with_exclude(cfg, model):
+    """The config with one layer excluded (PTQ-style configs: their `skip`)."""
+    import dataclasses
+
+    last = _excluded(model, cfg)
+    if last is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cfg)}
+    if "exclude" in names:
+        return dataclasses.replace(cfg, exclude=(last,))
+    if "skip" in names:
+        return dataclasses.replace(cfg, skip=(last,))
+    if "base" in names:
+        return dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, skip=(last,)))
+    return None
+
+
+@functools.cache
+def _run(name: str, arch: str):
+    model = _model(arch)
+    before = copy.deepcopy(model.state_dict())
+    cfg = _with_exclude(FAST[name], model) or FAST[name]
+    ctx = Context(input_shape=SHAPES[arch], train=_data(arch), teacher=_model(arch),
+                  fit_kwargs={"seed": 0})
+    with pytest.warns(None) if False else _nowarn():
+        res = compress(model, cfg, ctx)
+    return model, before, cfg, res
+
+
+class _nowarn:
+    def __enter__(self):
+        import warnings
+
+        self._c = warnings.catch_warnings()
+        self._c.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *a):
+        self._c.__exit__(*a)
+
+
+def test_every_registered_method_has_a_fast_config():
+    assert set(METHODS.names()) <= set(FAST), sorted(set(METHODS.names()) - set(FAST))
+    for name in METHODS.names():
+        assert isinstance(FAST[name], METHODS.get(name).config)
+
+
+@pytest.mark.parametrize("name, arch", list(_cases()))
+def test_method_contract(name, arch, tmp_path):
+    from slimkit.errors import UserError
+
+    if (name, arch) in REFUSES:
+        with pytest.raises(UserError, match=REFUSES[name, arch]):
+            _run(name, arch)
+        return
+    model, before, cfg, res = _run(name, arch)
+    spec = METHODS.get(name)
+    # input untouched
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert res.model is not model
+    assert res.report.method == name
+    # runs, and nothing stuck on the modules
+    x = torch.randn(2, *SHAPES[arch])
+    with torch.no_grad():
+        y = res.model.eval()(x)
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    for attr in ("slimkit_prune_ratio", "bit_assignment", "_dfq_scales"):
+        assert not hasattr(res.model, attr)
+    # target reached or shortfall reported
+    _check_target(spec, cfg, res)
+    # excluded layers identical
+    last = _excluded(model, FAST[name])
+    if _with_exclude(FAST[name], model) is not None:
+        new = res.model.get_submodule(last)
+        old = model.get_submodule(last)
+        assert type(new) is type(old), (type(new), type(old))
+        if "train" in spec.needs:          # trained with the rest, but not compressed
+            assert new.weight.shape == old.weight.shape
+            assert int((new.weight == 0).sum()) == int((old.weight == 0).sum())
+        else:
+            assert torch.equal(new.weight, old.weight)
+    # save / load round trip (state_dict through bytes, weights_only)
+    buf = io.BytesIO()
+    torch.save(res.model.state_dict(), buf)
+    buf.seek(0)
+    twin = copy.deepcopy(res.model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(1.0)
+    twin.load_state_dict(torch.load(buf, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(twin.eval()(x), y)
+    # ONNX export runs (fake-quantized models as int8 QDQ graphs)
+    from slimkit.deploy.onnx_export import export_onnx
+    from slimkit.deploy.onnx_int8 import export_int8_onnx
+
+    export = export_int8_onnx if getattr(res.model, "qspec", None) else export_onnx
+    path = export(squash(res.model), SHAPES[arch], tmp_path / "m.onnx")
+    assert path.stat().st_size > 0
+
+
+def _check_target(spec, cfg, res):
+    s = res.report.summary
+    if spec.family == "prune":
+        assert {"requested", "delivered"} <= set(s)
+        short = s["delivered"] < s["requested"] - 0.05
+        assert short == bool(res.report.warnings) or not short
+        if short:
+            assert any("short" in w for w in res.report.warnings)
+        return
+    if spec.name in ("ptq", "qat"):
+        bits = {r["weight_bits"] for r in res.report.layers}
+        assert bits == {cfg.weight_bits}
+    elif spec.name == "mixed":
+        assert s["mean_weight_bits"] <= cfg.budget_bits + 1e-6
+    elif spec.name == "share":
+        assert {r["bits"] for r in res.report.layers} == {cfg.bits}
+    elif spec.family == "decompose":
+        assert s["params_after"] <= s["params_before"]
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_config_round_trips_through_yaml_and_flags(name):
+    cfg = FAST[name]
+    cls = type(cfg)
+    text = yaml.safe_dump(config_to_dict(cfg))
+    assert config_from_dict(cls, yaml.safe_load(text)) == cfg
+    try:
+        default = cls()
+    except ValueError:                       # no default config (e.g. LowRankConfig: rank)
+        default = None
+    if default is not None:
+        assert config_from_dict(cls, {}) == default
+    parser = argparse.ArgumentParser()
+    add_config_args(parser, cls)
+    argv = _argv(cls, config_to_dict(cfg))
+    assert config_from_args(cls, parser.parse_args(argv)) == cfg
+
+
+def _argv(cls, values: dict, prefix: str = "") -> list[str]:
+    """Flags that set every field (scalars, lists, booleans, inline YAML)."""
+    import dataclasses
+
+    from slimkit.compress.cliargs import _homogeneous, _scalar
+    from slimkit.compress.serial import field_types
+
+    argv: list[str] = []
+    types_ = field_types(cls)
+    for f in dataclasses.fields(cls):
+        tp, v = types_[f.name], values[f.name]
+        flag = "--" + prefix + f.name.replace("_", "-")
+        if dataclasses.is_dataclass(tp):
+            argv += _argv(tp, v, prefix=f"{prefix}{f.name}.")
+        elif tp is bool:
+            argv.append(flag if v else "--no-" + prefix + f.name.replace("_", "-"))
+        elif _scalar(tp) is not None:
+            argv += [flag, "none" if v is None else str(v)]
+        elif _homogeneous(tp) is not None:
+            argv += [flag, *map(str, v if isinstance(v, list) else [v])]
+        else:
+            argv += [flag, yaml.safe_dump(v, default_flow_style=True).strip()]
+    return argv
