@@ -54,6 +54,7 @@ from slimkit.metrics.latency import (
     PairedRatio,
     compare_latency,
     export_onnx,
+    paired_latency,
     measure_latency,
     onnx_latency,
     train_step_ms,
@@ -64,7 +65,7 @@ from slimkit.metrics.table import layer_table, render_table
 
 __all__ = [
     "DEFAULT_WEIGHTS", "HOROWITZ_45NM", "SPREAD_LIMIT", "LatencyComparison", "PairedRatio",
-    "compare_latency", "format_accuracy", "INDEX_ENCODINGS", "MAC_COUNTERS", "RATIO_NAMES",
+    "compare_latency", "format_accuracy", "paired_latency", "INDEX_ENCODINGS", "MAC_COUNTERS", "RATIO_NAMES",
     "SURVEY_DEVICES", "DeviceProfile", "Energy", "EnergyCosts", "Estimate", "IndexSpace",
     "Latency", "LayerCount", "LayerEnergy", "MacCount", "MeasuredEnergy", "Measurement",
     "Missing", "Ratios", "Report", "Row", "composite", "count_macs", "count_params",

@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 __all__ = ["Latency", "LatencyComparison", "PairedRatio", "SPREAD_LIMIT", "compare_latency",
-           "measure_latency", "onnx_latency", "train_step_ms", "export_onnx", "host_note"]
+           "paired_latency", "measure_latency", "onnx_latency", "train_step_ms", "export_onnx",
+           "host_note"]
 
 # Relative IQR (IQR / median) above which a timing, or a paired ratio, is called unstable.
 SPREAD_LIMIT = 0.15
@@ -391,3 +392,13 @@ def compare_latency(models: Sequence[object], input_shape: Sequence[int] | None 
     lats = tuple(_summary(t, batch_size, used, backend, note, spread_limit)
                  for t, (_, backend) in zip(calls_s, runners))
     return LatencyComparison(lats, tuple(tuple(r) for r in round_ms), used, note, spread_limit)
+
+
+def paired_latency(original: object, compressed: object, input_shape: Sequence[int] | None,
+                   **kwargs: object) -> tuple[Latency, Latency, PairedRatio]:
+    """Time two models by the protocol (``compare_latency``): (original's ``Latency``,
+    compressed's ``Latency``, r_T as a ``PairedRatio``). Pass the ``PairedRatio`` as
+    ``Report.add(..., latency=...)`` or ``ratios(..., latency=...)``; an ONNX path or a
+    ``deploy.OrtModule`` is timed in onnxruntime with the same pinned threads."""
+    cmp = compare_latency([original, compressed], input_shape, **kwargs)  # type: ignore[arg-type]
+    return cmp.latencies[0], cmp.latencies[1], cmp.ratio(1, 0)
