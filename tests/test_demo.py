@@ -15,7 +15,7 @@ def tiny_baseline(monkeypatch):
     """An untrained LeNet-5 and 64 random images instead of the 8-epoch training."""
     from slimkit import zoo
 
-    def fake(epochs, seed, progress):
+    def fake(epochs, seed, progress, hooks=()):
         torch.manual_seed(seed)
         x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
         loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
@@ -49,6 +49,7 @@ def test_demo_trains_for_real_and_logs_every_stage(tmp_path):
                       log=lines.append, latency_rounds=5)
     assert report.rows[0].measurement.accuracy > 0.5
     assert sum("done in" in ln for ln in lines if ln.startswith("[")) == 4
+    assert "  LeNet-5: epoch 1/1" in "\n".join(lines)  # epoch lines where bars are off
 
 
 def test_a_student_that_did_not_gain_is_said_so():

@@ -17,12 +17,13 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from slimkit.deploy.onnx_export import OrtModule
+from slimkit.train.hooks import Hook
 
 INPUT_SHAPE = (1, 28, 28)
 
@@ -139,7 +140,7 @@ def lowrank_rows(ctx: "DemoContext") -> list[DemoRow]:
                                                layers=("conv2",)), input_shape=INPUT_SHAPE)
     model = decompose(model, LowRankConfig(method="svd", rank_selection="macs", budget=0.5,
                                            layers=("fc1",)), input_shape=INPUT_SHAPE)
-    fit(model, ctx.train_loader, epochs=1, lr=0.01, seed=ctx.seed, progress=False)
+    fit(model, ctx.train_loader, epochs=1, lr=0.01, seed=ctx.seed, **ctx.progress("fine-tune", 1))
     return [DemoRow("low-rank: Tucker-2 conv2 (VBMF ranks) + SVD fc1 (1/2 MACs)", model.eval(),
                     if_slower="fewer MACs spread over more, smaller layers: at batch 1 the "
                     "extra per-layer overhead outweighs the arithmetic saved")]
@@ -153,10 +154,12 @@ def distill_rows(ctx: "DemoContext") -> list[DemoRow]:
     from slimkit.train import fit
 
     alone = zoo.create("lenet300")
-    fit(alone, ctx.train_loader, epochs=ctx.epochs, lr=0.05, seed=ctx.seed, progress=False)
+    fit(alone, ctx.train_loader, epochs=ctx.epochs, lr=0.05, seed=ctx.seed,
+        **ctx.progress("LeNet-300-100 alone", ctx.epochs))
     student = zoo.create("lenet300")
     distill(student, ctx.model, ctx.train_loader, DistillConfig(loss="kd", T=4.0, alpha=0.9),
-            epochs=ctx.epochs, lr=0.05, seed=ctx.seed, progress=False)
+            epochs=ctx.epochs, lr=0.05, seed=ctx.seed,
+            **ctx.progress("LeNet-300-100 from LeNet-5", ctx.epochs))
     return [DemoRow("trained alone (no teacher)", alone.eval(), arch="lenet300"),
             DemoRow("distill: LeNet-5 teacher (KD, T=4)", student.eval(),
                     arch="lenet300")]
@@ -190,9 +193,30 @@ class DemoContext:
     epochs: int = 1
     seed: int = 0
     pruned: dict = field(default_factory=dict)
+    bars: bool = False                  # tqdm bars (on a terminal) instead of epoch lines
+    log: Callable[[str], None] = print
+
+    def progress(self, what: str, epochs: int) -> dict:
+        """``fit`` keywords that show training progress: bars, or one line per epoch."""
+        if self.bars:
+            return {"progress": True}
+        return {"progress": False, "hooks": [_EpochLines(what, epochs, self.log)]}
 
 
-def _train_baseline(epochs: int, seed: int, progress: bool) -> DemoContext:
+class _EpochLines(Hook):
+    """Logs '  <what>: epoch 3/8, 12 s' after each epoch (progress where bars are off)."""
+
+    def __init__(self, what: str, epochs: int, log: Callable[[str], None]) -> None:
+        self.what, self.epochs, self.log = what, epochs, log
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        self.log(f"  {self.what}: epoch {epoch + 1}/{self.epochs}, "
+                 f"{time.perf_counter() - self.start:.0f} s")
+
+
+def _train_baseline(epochs: int, seed: int, progress: bool,
+                    hooks: Sequence[Hook] = ()) -> DemoContext:
     from slimkit import data, zoo
     from slimkit.train import fit
 
@@ -202,7 +226,8 @@ def _train_baseline(epochs: int, seed: int, progress: bool) -> DemoContext:
     test_loader = data.loader(test, batch_size=256)
     calib_loader = data.loader(data.subset(train, 512, seed=seed), batch_size=64)
     model = zoo.create("lenet5")
-    fit(model, train_loader, epochs=epochs, lr=0.05, seed=seed, progress=progress)
+    fit(model, train_loader, epochs=epochs, lr=0.05, seed=seed, progress=progress,
+        hooks=hooks)
     return DemoContext(model.eval(), train_loader, test_loader, calib_loader)
 
 
@@ -252,8 +277,10 @@ def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
     stages = Stages(len(producers) + 3, log=log)
     with stages(f"train LeNet-5 on the embedded MNIST digits (4,000 train / 1,000 test), "
                 f"{epochs} epochs"):
-        ctx = _train_baseline(epochs, seed, progress and is_terminal())
-    ctx.out, ctx.epochs, ctx.seed = Path(out), epochs, seed
+        bars = progress and is_terminal()
+        ctx = _train_baseline(epochs, seed, bars,
+                              hooks=() if bars else [_EpochLines("LeNet-5", epochs, log)])
+    ctx.out, ctx.epochs, ctx.seed, ctx.bars, ctx.log = Path(out), epochs, seed, bars, log
     ctx.out.mkdir(parents=True, exist_ok=True)
     rows = [DemoRow("baseline fp32", ctx.model)]
     for produce in producers:
