@@ -111,15 +111,9 @@ def task_for(name: str, root: str | None) -> dict[str, Any]:
 
     if name not in data.names():
         raise UserError(f"--data: unknown data set {name!r}; known: {', '.join(data.names())}")
-    spec = data.DATASETS.get(name)
-    return {
-        "data": name,
-        "root": None if root is None else str(root),
-        "input_shape": [int(v) for v in spec.input_shape],
-        "num_classes": int(spec.num_classes),
-        "mean": [float(v) for v in spec.mean],
-        "std": [float(v) for v in spec.std],
-    }
+    from slimkit.train.api import task_record
+
+    return task_record(name, root)
 
 
 def check_task_record(task: Any, source: str) -> dict[str, Any]:

@@ -49,7 +49,8 @@ def train_model(
     Validates on the data set's test split each epoch. `train_subset` / `test_subset` take
     seeded class-balanced subsets. `augment` uses the data set's own augmentation (crop+flip
     for CIFAR; none for MNIST-like data). With `out`, rank 0 writes a model file (see
-    `save_model`) whose metadata records the data set, epochs and final test accuracy.
+    `save_model`) whose metadata records the task (data set, root, input shape, classes,
+    normalisation; reused by the CLI), epochs and final test accuracy.
     """
     from slimkit import data, zoo  # zoo/data sit beside train; imported when used
 
@@ -83,7 +84,19 @@ def train_model(
                 epochs=history.epochs, steps=history.steps, top1=final["top1"],
                 top5=final["top5"], train_subset=train_subset, test_subset=test_subset,
                 lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule, seed=seed,
-                stopped=history.stopped,
+                stopped=history.stopped, task=task_record(dataset, root),
             )
         D.barrier()
     return model, history
+
+
+def task_record(dataset: str, root: str | os.PathLike | None) -> dict[str, Any]:
+    """What the model file remembers of its data (the record `slimkit train` writes, read by
+    every later command): name, root as given, input shape, classes, normalisation."""
+    from slimkit import data
+
+    spec = data.DATASETS.get(dataset)
+    return {"data": dataset, "root": None if root is None else str(root),
+            "input_shape": [int(v) for v in spec.input_shape],
+            "num_classes": int(spec.num_classes), "mean": [float(v) for v in spec.mean],
+            "std": [float(v) for v in spec.std]}
