@@ -37,7 +37,7 @@ def test_demo_logs_stages_and_explains_its_rows(tmp_path, tiny_baseline):
     elif fp16.ratios.r_T > 1:
         assert "no fast fp16" in fp16.note
     md = report.to_markdown()
-    assert "Latency: batch 1, 1 intra-op thread" in md and "%" in md.split("\n")[4]
+    assert "Latency: batch 1, 1 intra-op thread" in md and "Training: " in md and "%" in md.split("\n")[4]
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["notes"] and '"inf"' not in (tmp_path / "report.json").read_text()
 

@@ -269,11 +269,12 @@ def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
     """
     from slimkit.metrics import Report, compare_latency, measure
     from slimkit.progress import Stages, is_terminal
-    from slimkit.threads import host_load
+    from slimkit.threads import apply_threads, host_load
     from slimkit.train import evaluate
 
     torch.manual_seed(seed)
     start = time.perf_counter()
+    threads = apply_threads(cap_only=True, quiet=True)  # what fit will train with
     stages = Stages(len(producers) + 3, log=log)
     with stages(f"train LeNet-5 on the embedded MNIST digits (4,000 train / 1,000 test), "
                 f"{epochs} epochs"):
@@ -317,6 +318,7 @@ def run_demo(out: str | Path = "slimkit-demo", epochs: int = 8, seed: int = 0,
         f"the median of per-round ratios to the baseline (unstable when their IQR/median "
         f"exceeds {cmp.spread_limit:.0%}). Host: {host.cores} cores, load {host.load_1m:.2f}"
         + (f"; {cmp.host} (absolute ms inflated, ratios paired)" if cmp.host else "") + ".")
+    report.notes.append(f"Training: {threads.describe()}.")
     paths = report.write(out)
     log("")
     log(report.to_markdown())
