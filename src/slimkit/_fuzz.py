@@ -320,13 +320,13 @@ def _tweak(v: Any, rng: random.Random) -> Any:
         return rng.choice([v[:-1], v + [v[-1] if v else 1], list(reversed(v)), {}, None])
     if isinstance(v, dict):
         if v and rng.random() < 0.7:
-            k = rng.choice(sorted(v))
+            k = rng.choice(sorted(v, key=str))
             op = rng.random()
             if op < 0.6:
                 return {**v, k: _tweak(v[k], rng)}
             if op < 0.8:
                 return {kk: vv for kk, vv in v.items() if kk != k}
-            return {**v, k + "_": v[k]}
+            return {**v, f"{k}_": v[k]}
         return {**v, "extra": rng.choice([1, "x", None, [1], {}])}
     return rng.choice([0, "", [], {}])
 
@@ -509,7 +509,7 @@ def _pt_meta_edit(blob: bytes, rng: random.Random) -> tuple[bytes, bool]:
     keys = [k for k in obj if k not in ("state_dict", "model", CHECKSUM_KEY)]
     op = rng.random()
     if op < 0.1:
-        del obj[rng.choice(sorted(obj))]
+        del obj[rng.choice(sorted(obj, key=str))]
     elif op < 0.15:
         obj["extra"] = rng.choice([1, "x", None])
     else:

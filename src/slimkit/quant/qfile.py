@@ -27,6 +27,7 @@ from slimkit.fileio import (
 )
 from slimkit.quant.core import qspec_to_json
 from slimkit.quant.ptq import PTQConfig, build_qspec, prepare
+from slimkit.train.modelfile import create_from_file
 
 __all__ = ["save_quantized", "load_quantized", "QFILE_FORMAT"]
 
@@ -105,8 +106,6 @@ def load_quantized(path: str | os.PathLike) -> nn.Module:
 
 
 def _load(p: Path) -> nn.Module:
-    from slimkit import zoo
-
     source = str(p)
     try:
         state, meta = read_safetensors(p, what="quantized model file")
@@ -121,15 +120,8 @@ def _load(p: Path) -> nn.Module:
         raise FormatError(f"{source}: corrupt file: 'arch_kwargs' is not a JSON object")
     if not isinstance(parse_json(meta["qspec"], f"{source}: metadata 'qspec'"), dict):
         raise FormatError(f"{source}: corrupt file: 'qspec' is not a JSON object")
-    if meta["arch"] not in zoo.names():
-        raise FormatError(f"{source}: unknown architecture {meta['arch']!r}; known: "
-                          f"{', '.join(zoo.names())}")
     check_finite(state, source)
-    try:
-        model = zoo.create(meta["arch"], **arch_kwargs)
-    except (TypeError, ValueError, KeyError) as e:
-        raise FormatError(f"{source}: cannot build {meta['arch']!r} with arch_kwargs "
-                          f"{arch_kwargs} ({e})") from None
+    model = create_from_file(meta["arch"], arch_kwargs, source)
     qmodel = prepare(model, config)
     for key in state:  # biases added by bias correction to layers that had none
         mod_name, _, leaf = key.rpartition(".")

@@ -14,6 +14,7 @@ for instance a task description under ``meta["task"]``.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,19 +97,38 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
-def load_model(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model stored at `path` from the zoo and load its weights (eval mode)."""
+MAX_ARCH_NUMBER = 100_000     # bound on numbers in arch_kwargs (num_classes, width_mult, ...)
+
+
+def create_from_file(arch: Any, arch_kwargs: Any, source: str) -> nn.Module:
+    """`zoo.create(arch, **arch_kwargs)` for values read from a file: the name must be a zoo
+    name and the kwargs flat scalars (numbers finite and at most 100,000, so a corrupt file
+    cannot ask for a huge model); any failure is a `UserError` naming ``source``."""
     from slimkit import zoo  # imported late: zoo sits beside train, not below it
 
-    obj = read_model_file(path)
-    if obj["arch"] not in zoo.names():
-        raise UserError(f"{path}: unknown architecture {obj['arch']!r}; known: "
+    if not isinstance(arch, str) or arch not in zoo.names():
+        raise UserError(f"{source}: unknown architecture {arch!r}; known: "
                         f"{', '.join(zoo.names())}")
+    if not isinstance(arch_kwargs, dict):
+        raise FormatError(f"{source}: arch_kwargs must be a dict, got {arch_kwargs!r}")
+    for key, value in arch_kwargs.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not isinstance(key, str) or not (
+                value is None or isinstance(value, (str, bool))
+                or (number and math.isfinite(value) and abs(value) <= MAX_ARCH_NUMBER)):
+            raise FormatError(f"{source}: arch_kwargs {key!r}={value!r} is not a plain value "
+                              f"(numbers must be finite and at most {MAX_ARCH_NUMBER:,})")
     try:
-        model = zoo.create(obj["arch"], **obj["arch_kwargs"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"{path}: cannot build {obj['arch']!r} from arch_kwargs "
-                        f"{obj['arch_kwargs']}: {exc.args[0] if exc.args else exc}") from None
+        return zoo.create(arch, **arch_kwargs)
+    except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
+        raise UserError(f"{source}: cannot build {arch!r} from arch_kwargs {arch_kwargs}: "
+                        f"{exc.args[0] if exc.args else exc}") from None
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model stored at `path` from the zoo and load its weights (eval mode)."""
+    obj = read_model_file(path)
+    model = create_from_file(obj["arch"], obj["arch_kwargs"], str(path))
     return build_from_state(model, obj["state_dict"], obj["meta"].get("channel_spec"),
                             source=str(path))
 
