@@ -137,3 +137,8 @@ def test_safetensors_round_trip_and_strict_header(tmp_path):
     for name, data in bad.items():
         with pytest.raises(FormatError, match="corrupt|JSON"):
             parse_safetensors(data, name)
+
+
+def test_check_writable_refuses_a_non_regular_file():
+    with pytest.raises(UserError, match="not a regular file"):
+        check_writable("/dev/null")

@@ -45,7 +45,15 @@ _umask_lock = threading.Lock()
 
 
 def _umask() -> int:
-    with _umask_lock:
+    """The process umask, read without changing it where Linux reports it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:                    # elsewhere: set and restore at once
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
@@ -136,6 +144,8 @@ def check_writable(
         raise UserError(f"{flag} {p}: {ancestor} is a file, not a folder")
     if not _writable(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {p}: folder {ancestor} is not writable")
+    if p.exists() and not p.is_file():
+        raise UserError(f"{flag} {p}: exists and is not a regular file")
     if p.exists() and not _writable(p, os.W_OK):
         raise UserError(f"{flag} {p}: the file exists and is read-only")
     for src in inputs:

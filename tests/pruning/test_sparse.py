@@ -163,3 +163,19 @@ def test_wrong_model_and_missing_file(tmp_path):
         load_sparse(tmp_path / "none.safetensors", model)
     with pytest.raises(UserError, match="none.safetensors"):
         load_sparse(tmp_path / "none.safetensors", model)
+
+
+def test_a_sparse_skeleton_is_refused_and_a_legacy_file_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    model, path = _saved(tmp_path)
+    with pytest.raises(UserError, match="dense architecture"):
+        load_sparse(path, to_sparse(model, 0.5))
+    x = torch.randn(2, 2, 6, 6)
+    t, m = _contents(path)
+    m.pop("sha256")
+    m["format"] = "slimkit-sparse-csr/1"
+    save_file(t, str(tmp_path / "old.safetensors"), metadata=m)
+    with pytest.warns(UserWarning, match="no checksum"):
+        back = load_sparse(tmp_path / "old.safetensors", model)
+    torch.testing.assert_close(back(x), model(x), atol=1e-5, rtol=1e-5)

@@ -342,6 +342,9 @@ def _load_sparse(path: Path, model: nn.Module) -> nn.Module:
     if not isinstance(layers, dict):
         raise FormatError(f"{source}: corrupt file: 'sparse_layers' is not a JSON object")
     check_finite(tensors, source)
+    if any(isinstance(m, _SparseBase) for m in model.modules()):
+        raise UserError(f"{source}: load_sparse needs the dense architecture as its model, "
+                        "not an already sparse one")
     out = copy.deepcopy(model).eval()
     for name, cfg in layers.items():
         cfg = _check_layer_cfg(name, cfg, source)
@@ -350,7 +353,7 @@ def _load_sparse(path: Path, model: nn.Module) -> nn.Module:
         except AttributeError:
             ref = None
         linear = cfg["kind"] == "linear"
-        kinds = (nn.Linear, SparseLinear) if linear else (nn.Conv2d, SparseConv2d)
+        kinds = nn.Linear if linear else nn.Conv2d
         if not isinstance(ref, kinds):
             raise UserError(f"{source}: sparse layer {name!r} is a {cfg['kind']} layer in the "
                             f"file but {type(ref).__name__ if ref is not None else 'missing'} "
@@ -367,6 +370,10 @@ def _load_sparse(path: Path, model: nn.Module) -> nn.Module:
             arrays[key] = tensors.pop(f"{name}.{key}")
         _check_csr(name, arrays["crow_indices"], arrays["col_indices"], arrays["values"],
                    cfg["shape"], source)
+        ref_dtype = ref.weight.dtype
+        if arrays["values"].dtype != ref_dtype:
+            raise UserError(f"{source}: sparse layer {name!r} stores {arrays['values'].dtype} "
+                            f"values but the model's weight is {ref_dtype}")
         bias = tensors.pop(f"{name}.bias", None)
         if (bias is None) != (getattr(ref, "bias", None) is None):
             raise UserError(f"{source}: sparse layer {name!r}: bias "
