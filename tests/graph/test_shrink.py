@@ -41,7 +41,7 @@ def check_prune(model, x, ratio=0.3):
     return graph, keep, small
 
 
-SLOW = {"resnet110"}
+SLOW = {"resnet110", "googlenet"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
@@ -120,7 +120,8 @@ def test_round_to_keeps_multiples():
     assert shrink(model, graph, rounded).conv1.out_channels == 8
 
 
-@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2", "mobilenetv1", "shufflenetv2",
+                                  "squeezenet", pytest.param("googlenet", marks=pytest.mark.slow)])
 def test_shrunk_zoo_model_rebuilds_from_state_dict_and_channel_spec(name):
     resize = pytest.importorskip("slimkit.train.resize")
     torch.manual_seed(0)

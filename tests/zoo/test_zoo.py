@@ -142,3 +142,61 @@ def test_unknown_option_lists_options():
         zoo.create("mobilenetv2", width=2)
     with pytest.raises(ValueError, match="its options: none"):
         zoo.create("resnet20", width_mult=2)
+
+
+# -- the survey's Table 1 networks: sizes checked against their papers / reference ports ----
+def test_mobilenetv1_matches_howard17():
+    # CIFAR variant: the ImageNet net with a 10-way classifier (kuangliu/pytorch-cifar: 3.22 M)
+    assert n_params(zoo.create("mobilenetv1")) == 4_231_976 - 1_025_000 + 10_250 == 3_217_226
+    dw = [m for m in zoo.create("mobilenetv1").modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(dw) == 13 and all(m.groups == m.in_channels == m.out_channels for m in dw)
+    # ImageNet: 4.2 M params (Keras' MobileNet: 4,231,976 trainable), 569 M mult-adds (Table 1)
+    assert n_params(zoo.create("mobilenetv1", num_classes=1000, imagenet=True)) == 4_231_976
+
+
+def test_squeezenet11_matches_reference():
+    # torchvision's squeezenet1_1 (the authors' v1.1): 1,235,496 params with 1000 classes
+    assert n_params(zoo.create("squeezenet", num_classes=1000, imagenet=True)) == 1_235_496
+    assert n_params(zoo.create("squeezenet")) == 1_235_496 - 513_000 + 5_130 == 727_626
+
+
+def test_shufflenetv2_matches_ma18():
+    # torchvision's shufflenet_v2_x1_0: 2,278,604 params (paper Table 5: 2.3 M)
+    assert n_params(zoo.create("shufflenetv2", num_classes=1000, imagenet=True)) == 2_278_604
+    assert n_params(zoo.create("shufflenetv2")) == 2_278_604 - 1_025_000 + 10_250
+    model = zoo.create("shufflenetv2")
+    ops = {n.target for n in torch.fx.symbolic_trace(model).graph.nodes}
+    assert "chunk" in ops and torch.transpose in ops  # split + channel shuffle
+    with pytest.raises(ValueError, match="width_mult"):
+        zoo.create("shufflenetv2", width_mult=0.7)
+
+
+def test_googlenet_matches_szegedy15():
+    # CIFAR variant as kuangliu/pytorch-cifar's GoogLeNet: 6,166,250 params
+    model = zoo.create("googlenet")
+    assert n_params(model) == 6_166_250
+    assert len([m for m in model.modules() if type(m).__name__ == "Inception"]) == 9
+    # ImageNet: the paper's Table 1 sums to ~6.8 M params (no BN) and ~1.59 G mult-adds
+    big = zoo.create("googlenet", num_classes=1000, imagenet=True)
+    no_bn = n_params(big) - sum(n_params(m) for m in big.modules() if isinstance(m, nn.BatchNorm2d))
+    assert 6.6e6 < no_bn < 7.0e6
+
+
+@pytest.mark.parametrize("name, macs, tol", [
+    ("mobilenetv1", 569e6, 0.01),   # Howard et al. 2017, Table 1
+    ("squeezenet", 349e6, 0.02),    # torchvision squeezenet1_1: 0.35 GFLOPS
+    ("shufflenetv2", 146e6, 0.02),  # Ma et al. 2018, Table 5 (1.0x)
+    ("googlenet", 1586e6, 0.01),    # Szegedy et al. 2015, Table 1 (sum of the ops column)
+])
+@pytest.mark.slow
+def test_imagenet_macs_match_papers(name, macs, tol):
+    model = zoo.create(name, num_classes=1000, imagenet=True)
+    assert abs(macs_by_hooks(model, (3, 224, 224)) - macs) <= tol * macs
+
+
+@pytest.mark.parametrize("name, lo, hi", [
+    ("mobilenetv1", 46e6, 47e6), ("squeezenet", 23e6, 24e6),
+    ("shufflenetv2", 44e6, 46e6), ("googlenet", 1.50e9, 1.54e9),  # kuangliu's: 1.53 G
+])
+def test_cifar_macs(name, lo, hi):
+    assert lo < macs_by_hooks(zoo.create(name), (3, 32, 32)) < hi

@@ -13,9 +13,13 @@ New models join with `@register_model(name, input_shape=..., family=...)`.
 """
 
 from slimkit.zoo import alexnet as _alexnet  # noqa: F401  (fills the registry)
+from slimkit.zoo import googlenet as _googlenet  # noqa: F401
 from slimkit.zoo import lenet as _lenet  # noqa: F401
 from slimkit.zoo import mobilenet as _mobilenet  # noqa: F401
+from slimkit.zoo import mobilenetv1 as _mobilenetv1  # noqa: F401
 from slimkit.zoo import resnet as _resnet  # noqa: F401
+from slimkit.zoo import shufflenet as _shufflenet  # noqa: F401
+from slimkit.zoo import squeezenet as _squeezenet  # noqa: F401
 from slimkit.zoo import vgg as _vgg  # noqa: F401
 from slimkit.zoo._registry import MODELS, ModelEntry, create, input_shape, names, register_model
 
