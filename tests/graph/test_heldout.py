@@ -153,3 +153,17 @@ def test_channel_shuffle_module():
     with torch.no_grad():
         torch.testing.assert_close(shrink(model, graph, keep)(x),
                                    apply_channel_mask(model, graph, keep)(x))
+
+
+def test_resnext_within_groups_keeps_every_group():
+    model, x, _ = build("resnext_block")
+    graph = DependencyGraph.build(model, x, grouped="within")
+    inner = graph.group("conv1.0")
+    assert inner.size == 8 and inner.prunable  # the same place of each of the 8 groups
+    keep = {"conv1.0": torch.tensor([0, 2, 5, 7]), "conv2.0": torch.tensor([1, 3, 4])}
+    small = shrink(model, graph, keep).eval()
+    assert small.conv2[0].groups == 8 and small.conv2[0].weight.shape == (24, 4, 3, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), apply_channel_mask(model, graph, keep)(x))
+    with pytest.raises(Exception, match="grouped must be"):
+        DependencyGraph.build(model, x, grouped="half")

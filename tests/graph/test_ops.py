@@ -141,3 +141,68 @@ def test_size_arithmetic_is_not_a_channel_op():
     g = DependencyGraph.build(M(), torch.randn(1, 3, 3, 3))
     assert [(m.module_name, m.role, m.width) for m in g.group("a").members] == [
         ("a", "out", 1), ("fc", "in", 9)]
+
+
+class _Static(nn.Module):
+    """Channel counts written into the code cannot follow a keep-set."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.how == "split":
+            u, v = torch.split(y, [4, 4], dim=1)
+            y = torch.cat([v, u], 1)
+        elif self.how == "view":
+            y = y.view(-1, 8, 4, 4).view(-1, 2, 4, 4, 4).flatten(1, 2)
+        return self.b(y)
+
+
+@pytest.mark.parametrize("how, msg", [
+    ("split", r"'split' cuts channels into pieces of sizes \[4, 4\] fixed in the code"),
+    ("view", r"reshape 'view_1' .* hard-codes the channel count"),
+])
+def test_structures_fixed_in_code_name_node_and_reason(how, msg):
+    g = DependencyGraph.build(_Static(how), torch.randn(1, 3, 4, 4))
+    a = g.group("a")
+    assert not a.prunable
+    assert any(__import__("re").search(msg, r) for r in a.reasons), a.reasons
+    assert g.group("b").prunable is False  # network output
+
+
+def test_grouped_conv_transpose_is_left_whole_with_reason():
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.t = nn.Conv2d(3, 8, 1), nn.ConvTranspose2d(8, 8, 2, 2, groups=2)
+            self.b = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            return self.b(self.t(self.a(x)))
+
+    g = DependencyGraph.build(M(), torch.randn(1, 3, 4, 4))
+    assert "grouped ConvTranspose 't' (groups=2) is left whole" in g.group("a").details()
+
+
+def test_conv_transpose_weight_layout():
+    """ConvTranspose2d weights are (C_in, C_out/groups, kH, kW): its outputs are dim 1."""
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.t, self.b = nn.Conv2d(3, 6, 1), nn.ConvTranspose2d(6, 4, 2, 2), nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            return self.b(self.t(self.a(x)))
+
+    model, x = M().eval(), torch.randn(1, 3, 4, 4)
+    g = DependencyGraph.build(model, x)
+    (ow,) = g.group("t").out_weights()
+    assert torch.equal(ow[1], model.t.weight[:, 1].reshape(-1))
+    keep = {"a": torch.tensor([0, 4]), "t": torch.tensor([1, 2, 3])}
+    small = shrink(model, g, keep)
+    assert small.t.weight.shape == (2, 3, 2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), apply_channel_mask(model, g, keep)(x))

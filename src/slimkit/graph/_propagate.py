@@ -62,8 +62,9 @@ def varies(m: Tensor, d: int) -> bool:
 class Propagator:
     """Walks ``gm.graph`` once, in topological order, filling ``maps`` and ``members``."""
 
-    def __init__(self, gm: fx.GraphModule, ignored: set[str]) -> None:
+    def __init__(self, gm: fx.GraphModule, ignored: set[str], grouped: str = "whole") -> None:
         self.gm = gm
+        self.grouped = grouped
         self.modules = dict(gm.named_modules())
         self.ignored = ignored
         self.parent: list[int] = []  # atom union-find

@@ -226,9 +226,21 @@ def _conv(p: Propagator, node: fx.Node) -> CMap:
         p.member(name, "out", out)
         p.produced[name] = out
         return out
+    ib, ob = conv.in_channels // conv.groups, conv.out_channels // conv.groups
+    if ib > 1 and p.grouped == "within":
+        # within groups: every conv group keeps the same places of its inputs and outputs
+        blocks = atoms.reshape(conv.groups, ib)
+        for row in blocks[1:]:
+            p.union_maps(blocks[0], row)
+        p.member(name, "in", blocks[0])
+        out = p.new_group(conv.out_channels, name)
+        for row in out.reshape(conv.groups, ob)[1:]:
+            p.union_maps(out[:ob], row)
+        p.member(name, "out", out)
+        p.produced[name] = out
+        return out
     # grouped (ResNeXt) or depthwise: whole conv groups are removed (DepGraph); the atoms of
     # one group's inputs are united and its outputs are those same units
-    ib, ob = conv.in_channels // conv.groups, conv.out_channels // conv.groups
     blocks = atoms.reshape(conv.groups, ib)
     for row in blocks:
         p.union_all(row)

@@ -192,15 +192,20 @@ class DependencyGraph:
 
     @classmethod
     def build(cls, model: nn.Module, example_inputs: Any, ignore: Sequence[str] | None = (),
-              round_to: int = 1) -> "DependencyGraph":
+              round_to: int = 1, grouped: str = "whole") -> "DependencyGraph":
         """Trace ``model`` on ``example_inputs`` and group its coupled channels.
 
         ``ignore``: fqn globs of layers left whole (a glob matching nothing raises);
-        ``round_to``: kept channel counts must be multiples of it (see ``round_keep``)."""
+        ``round_to``: kept channel counts must be multiples of it (see ``round_keep``);
+        ``grouped``: how grouped (non-depthwise) convs prune: "whole" removes whole conv
+        groups (DepGraph), "within" keeps every group and removes the same places of each
+        group's inputs and outputs."""
         round_to = _check_round_to(round_to)
+        if grouped not in ("whole", "within"):
+            raise UserError(f"grouped must be 'whole' or 'within', got {grouped!r}")
         ignored = resolve_ignore(model, ignore)
         gm = trace(model, example_inputs, ignored)
-        prop = Propagator(gm, ignored)
+        prop = Propagator(gm, ignored, grouped)
         prop.run()
         graph = cls._assemble(prop, round_to, frozenset(ignored))
         graph.n_params = sum(p.numel() for p in model.parameters())

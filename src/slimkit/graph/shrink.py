@@ -198,8 +198,8 @@ def _conv(m: nn.Conv2d, plan: LayerPlan) -> nn.Module:
         groups = len(out) // ob
         cin, w = groups * ib, m.weight[out]
     else:
-        inp = _idx(plan.inp, m.in_channels)
-        cin, groups, w = len(inp), m.groups, m.weight[out][:, inp]
+        inp = _idx(plan.inp, m.in_channels // m.groups)  # within each group
+        cin, groups, w = len(inp) * m.groups, m.groups, m.weight[out][:, inp]
     new = type(m)(cin, len(out), m.kernel_size, m.stride, m.padding, m.dilation, groups,
                   m.bias is not None, m.padding_mode, **_like(m))
     new.weight = _param(w, m.weight)
