@@ -349,8 +349,8 @@ def compare_latency(models: Sequence[object], input_shape: Sequence[int] | None 
                     budget_s: float | None = 20.0) -> LatencyComparison:
     """Time ``models`` (modules, ONNX paths, or zero-argument callables) interleaved in rounds.
 
-    Each round times ``calls`` calls of every model (None: as many as fill about
-    ``round_ms`` per model, 3 to 200, from the warm-up times), in an order that alternates
+    Each round times ``calls`` calls of every model (None: for each model as many as fill
+    about ``round_ms``, 3 to 200, from its warm-up times), in an order that alternates
     between rounds (A, B then B, A), and keeps each model's median for the round;
     ``ratio(i, j)`` is the median of the per-round ratios. torch (and onnxruntime sessions built here, also for
     ``deploy.OrtModule``) run with ``threads`` intra-op threads, restored afterwards.
@@ -374,16 +374,16 @@ def compare_latency(models: Sequence[object], input_shape: Sequence[int] | None 
                 stack.enter_context(_eval(m))
         runners = [_runner(m, x, used) for m in models]
         warm = [_time(run, 0, max(warmup, 1 if calls is None else 0)) for run, _ in runners]
-        if calls is None:
-            slowest_ms = max(statistics.median(t) for t in warm) * 1e3
-            calls = int(min(200, max(3, round(round_ms / max(slowest_ms, 1e-3)))))
+        n_calls = [calls or int(min(200, max(3, round(round_ms / max(statistics.median(t) * 1e3,
+                                                                      1e-3)))))
+                   for t in warm]
         calls_s: list[list[float]] = [[] for _ in models]
         round_ms: list[list[float]] = [[] for _ in models]
         start = time.perf_counter()
         for r in range(rounds):
             order = range(len(models)) if r % 2 == 0 else reversed(range(len(models)))
             for i in order:
-                times = _time(runners[i][0], 0, calls)
+                times = _time(runners[i][0], 0, n_calls[i])
                 calls_s[i] += times
                 round_ms[i].append(statistics.median(times) * 1e3)
             if budget_s is not None and r >= 2 and time.perf_counter() - start > budget_s:
