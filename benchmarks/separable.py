@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from slimkit import data, zoo
+from slimkit.distill import DistillConfig, distill
 from slimkit.lowrank.separable import SeparableConfig, separate
 from slimkit.metrics import count_macs, count_params, measure_latency
 from slimkit.train import evaluate, fit, load_model
@@ -87,10 +88,16 @@ def latency_pair(a: nn.Module, b: nn.Module, shape, repeats: int) -> tuple[float
     return statistics.median(ra), statistics.median(rb)
 
 
-def finetune(model: nn.Module, loader, lr: float, epochs: int) -> nn.Module:
+def finetune(model: nn.Module, loader, lr: float, epochs: int,
+             teacher: nn.Module | None = None) -> nn.Module:
+    """The same short run for every row; with ``teacher``, Hinton's KD (T=4, alpha=0.9)."""
     model = copy.deepcopy(model)
-    fit(model, loader, epochs=epochs, optimizer="sgd", lr=lr, schedule="onecycle",
-        channels_last=True, progress=False, seed=0)
+    kw = dict(epochs=epochs, optimizer="sgd", lr=lr, schedule="onecycle", channels_last=True,
+              progress=False, seed=0)
+    if teacher is None:
+        fit(model, loader, **kw)
+    else:
+        distill(model, teacher.eval(), loader, DistillConfig(loss="kd", T=4.0, alpha=0.9), **kw)
     return model.eval().to(memory_format=torch.contiguous_format)
 
 
@@ -99,14 +106,17 @@ def run_net(arch: str, base: nn.Module, origin: str, ft_loader, test_loader, arg
     shape = zoo.input_shape(arch)
     rows = [("baseline (unchanged)", base, None),
             ("separable", None, SeparableConfig()),
-            ("separable + BN between", None, SeparableConfig(batchnorm=True))]
+            ("separable + BN between", None, SeparableConfig(batchnorm=True)),
+            ("separable + BN between, distilled from the baseline", None,
+             SeparableConfig(batchnorm=True))]
     p0, m0 = count_params(base), count_macs(base, shape).total
     acc0 = evaluate(base, test_loader)["top1"]
     out += [f"## {arch}", "", f"- baseline: {origin}; test top-1 {100 * acc0:.2f}% on "
             f"{len(test_loader.dataset)} test images",
             f"- fine-tune: {args.ft_epochs} epoch(s) on {len(ft_loader.dataset)} training images "
             f"(a subset disjoint in seed from the baseline's), SGD momentum 0.9, one-cycle peak lr "
-            f"{args.ft_lr}, same for every row", "",
+            f"{args.ft_lr}, same for every row (the distilled row: KD loss, T 4, alpha 0.9, "
+            "teacher = the baseline before its fine-tune)", "",
             "| variant | top-1 before fine-tune | top-1 after fine-tune | params | MACs | latency b1 "
             "base -> new (ms) | r_p | r_c | r_T b1 | fine-tune s |", "|---|---|---|---|---|---|---|---|---|---|"]
     details = []
@@ -114,10 +124,12 @@ def run_net(arch: str, base: nn.Module, origin: str, ft_loader, test_loader, arg
         if cfg is not None:
             res = separate(base, cfg, input_shape=shape)
             model = res.model.eval()
-            details += [f"**{label}**", "", res.table(), ""]
+            if "distilled" not in label:
+                details += [f"**{label}**", "", res.table(), ""]
         before = evaluate(model, test_loader)["top1"]
         t = time.perf_counter()
-        tuned = finetune(model, ft_loader, args.ft_lr, args.ft_epochs)
+        teacher = base if "distilled" in label else None
+        tuned = finetune(model, ft_loader, args.ft_lr, args.ft_epochs, teacher)
         t_ft = time.perf_counter() - t
         after = evaluate(tuned, test_loader)["top1"]
         p1, m1 = count_params(tuned), count_macs(tuned, shape).total

@@ -117,7 +117,7 @@ def separable_conv(conv: nn.Conv2d, batchnorm: bool = False) -> tuple[nn.Sequent
             bn.running_var.fill_(1.0 - bn.eps)
         parts.append(("bn", bn))
     parts.append(("pointwise", pw))
-    seq = nn.Sequential(OrderedDict(parts)).to(conv.weight.device)
+    seq = nn.Sequential(OrderedDict(parts)).to(device=conv.weight.device, dtype=conv.weight.dtype)
     norm = conv.weight.detach().double().norm().item()
     err = math.sqrt(f.discarded_sq.sum().item()) / norm if norm > 0 else 0.0
     seq.train(conv.training)
