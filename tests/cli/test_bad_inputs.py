@@ -43,6 +43,9 @@ def files(tmp_path_factory):
     assert main(["quantize", str(model), "--calib-size", "32", "--limit", "64",
                  "--out", str(onnx)]) == 0
     f["onnx"] = onnx
+    pruned = d / "pruned.pt"
+    assert main(["prune", str(model), "--limit", "32", "--out", str(pruned)]) == 0
+    f["pruned"] = pruned
     ck = d / "ck300"
     assert main(["train", "--arch", "lenet300", "--limit", "64", "--epochs", "1",
                  "--checkpoint-dir", str(ck), "--out", str(d / "l300.pt")]) == 0
@@ -264,6 +267,11 @@ CASES = [
     ("quantize {model} --out {ro_onnx}", "read-only"),
     ("quantize {nan} --out {dir}/q.onnx", "NaN"),
     ("quantize {garbage} --out {dir}/q.onnx", "not a slimkit model file"),
+    ("quantize {pruned} --out {dir}/q.safetensors", "channel-pruned"),
+    ("quantize {model} --skip nomatch* --out {dir}/q.onnx", "--skip"),
+    ("quantize {model} --act-bits 4 --out {dir}/q.onnx", "--act-bits"),
+    ("compare {model} {pruned} --data synthetic", "--data synthetic"),
+    ("prune {pruned} --out {pruned}", "also an input"),
     # run
     ("run {dir}/missing.yaml", "no such file"),
     ("run {subdir}", "folder"),

@@ -335,13 +335,16 @@ def load_model(spec: str, num_classes: int = 10, in_channels: int | None = None)
 
 
 def _load_model_file(path: Path, spec: str) -> Loaded:
-    from slimkit.train import load_model as _load, read_model_file
+    """Read the file once (validated by `read_model_file`), then build the model from it."""
+    from slimkit.train import build_from_state, read_model_file
+    from slimkit.train.modelfile import create_from_file
 
     obj = read_model_file(path)
-    if not isinstance(obj.get("meta", {}), dict):
-        raise UserError(f"{path}: meta must be a mapping")
     meta = obj.get("meta", {})
-    model = _load(path)
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: meta must be a mapping")
+    model = create_from_file(obj["arch"], obj["arch_kwargs"], str(path))
+    model = build_from_state(model, obj["state_dict"], meta.get("channel_spec"), source=str(path))
     check_finite_weights(model, spec)
     task = check_task_record(meta["task"], spec) if meta.get("task") is not None else None
     return Loaded(model, obj["arch"], spec, "model", task, meta, path, dict(obj["arch_kwargs"]))

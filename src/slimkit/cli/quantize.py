@@ -168,6 +168,28 @@ def _write_onnx(qmodel, shape, out: Path, calib, meta: dict[str, str]) -> None:
     atomic_write(out, proto.SerializeToString())
 
 
+def _check_model(args: argparse.Namespace, loaded) -> None:
+    """Before calibration: every --skip glob names a layer, and a channel-pruned model is not
+    written as a simulated .safetensors file (that format rebuilds the unpruned zoo model)."""
+    from fnmatch import fnmatch
+
+    from torch import nn
+
+    from slimkit import zoo
+    from slimkit.train import channel_spec
+
+    layers = [n for n, m in loaded.model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for glob in args.skip:
+        if not any(fnmatch(name, glob) or name.startswith(glob + ".") for name in layers):
+            raise UserError(f"--skip {glob!r} matches no conv/linear layer; layers: "
+                            f"{', '.join(layers)}")
+    if Path(args.out).suffix.lower() == ".safetensors" and loaded.kind == "model":
+        plain = zoo.create(loaded.arch, **loaded.arch_kwargs)
+        if channel_spec(plain) != channel_spec(loaded.model):
+            raise UserError(f"{args.checkpoint} is channel-pruned; the simulated .safetensors "
+                            "file cannot hold it yet: write the int8 model with --out X.onnx")
+
+
 def _float_bytes(loaded) -> tuple[int, str]:
     if loaded.path is not None:
         return loaded.path.stat().st_size, str(loaded.path)
@@ -194,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded.kind in ("quantized", "onnx"):
         raise UserError(f"{args.checkpoint} is already quantized; quantize the float model "
                         "file (.pt)")
+    _check_model(args, loaded)
     task = resolve_task(args, loaded)
     shape = tuple(task["input_shape"])
     test = make_loader(task, "test", args.batch_size, args.limit)
