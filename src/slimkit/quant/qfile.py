@@ -3,8 +3,9 @@
 The file holds the fake-quantized model's state_dict (float weights, scales, zero points,
 corrected biases) and metadata: the zoo architecture and its kwargs, the PTQConfig (JSON)
 and the `qspec` (JSON), with a SHA-256 checksum of the whole content. Loading validates every
-field (`slimkit.fileio`; errors are `slimkit.errors.FormatError`), rebuilds the zoo model, re-runs `prepare` (BN folding and
-wrapping; equalization is overwritten by the stored weights) and loads the tensors.
+field (`slimkit.fileio`; errors are `slimkit.errors.FormatError`), rebuilds the zoo model,
+re-runs `prepare` (BN folding and wrapping; equalization is overwritten by the stored weights)
+and loads the tensors.
 
 >>> save_quantized("lenet5_int8.safetensors", qmodel, arch="lenet5", config=cfg)   # doctest: +SKIP
 >>> q = load_quantized("lenet5_int8.safetensors")                                   # doctest: +SKIP
