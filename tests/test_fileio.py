@@ -62,7 +62,8 @@ def test_check_writable_refuses_bad_outputs(tmp_path):
     assert check_writable(tmp_path / "ok.pt") == tmp_path / "ok.pt"
     cases = [
         (tmp_path, "is a folder"),
-        (tmp_path / "file" / "out.pt", "is a file"),
+        (tmp_path / "file" / "out.pt", "under .*file, which is a file"),
+        (tmp_path / "file" / "deeper" / "out.pt", "under .*file, which is a file"),
         (tmp_path / "missing" / "out.pt", "does not exist"),
         (tmp_path / "in.pt", "input file"),
         ("", "not a file path"),

@@ -131,17 +131,15 @@ def check_writable(
         raise UserError(f"{flag} {str(path)!r}: not a file path")
     if p.is_dir():
         raise UserError(f"{flag} {p}: is a folder, expected a file path")
-    ancestor = p.parent
-    while not ancestor.exists():
+    ancestor = p.parent                  # the nearest existing folder (or file) above p
+    while not ancestor.exists() and ancestor != ancestor.parent:
         if ancestor.is_symlink():
             raise UserError(f"{flag} {p}: {ancestor} is a broken link")
-        if not create_parents:
-            raise UserError(f"{flag} {p}: folder {p.parent} does not exist")
-        if ancestor == ancestor.parent:
-            break
         ancestor = ancestor.parent
     if ancestor.exists() and not ancestor.is_dir():
-        raise UserError(f"{flag} {p}: {ancestor} is a file, not a folder")
+        raise UserError(f"{flag} {p}: lies under {ancestor}, which is a file, not a folder")
+    if ancestor != p.parent and not create_parents:
+        raise UserError(f"{flag} {p}: folder {p.parent} does not exist")
     if not _writable(ancestor, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {p}: folder {ancestor} is not writable")
     if p.exists() and not p.is_file():
