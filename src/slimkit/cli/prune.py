@@ -35,13 +35,14 @@ def _finite(text: str) -> float:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from slimkit.cli._names import PRUNE_METHODS
+
     p = subparsers.add_parser(
         "prune", help="prune a model (structured or unstructured)", formatter_class=HelpFormatter,
-        description="Prune a saved model or a zoo model by a registered method "
-        "(see slimkit.pruning.METHODS: l1_filter, magnitude, han, agp, slimming, ssl, sfp, "
-        "channel_lasso, ...).")
+        description="Prune a saved model or a zoo model by a registered method.")
     p.add_argument("checkpoint", help="model file (slimkit train --out) or a zoo model name")
-    p.add_argument("--method", default="l1_filter", help="pruning method")
+    p.add_argument("--method", default="l1_filter",
+                   help=f"pruning method: {', '.join(PRUNE_METHODS.names())}")
     p.add_argument("--target", type=_finite, default=0.5,
                    help="sparsity to reach in [0, 1), or with --target-kind macs/params/latency "
                    "the fraction to keep in (0, 1]. Filter pruning removes a layer's filters and "

@@ -50,13 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Quantize a saved model with a small unlabeled calibration set from its "
         "own training split; write the int8 ONNX model (and the packed file below 8 bits).")
     p.add_argument("checkpoint", help="model file (slimkit train --out) or a zoo name with --data")
+    from slimkit.cli._names import QUANT_OBSERVERS, QUANT_PRESETS
+
     p.add_argument("--method", default="ptq",
-                   help="ptq, mixed or a preset: int8, banner_w4a8, dfq_int8")
+                   help=f"ptq, mixed or a preset: {', '.join(QUANT_PRESETS.names())}")
     p.add_argument("--bits", type=_bits(2), default=8, help="weight bits (2..8)")
     p.add_argument("--act-bits", type=_bits(0), default=8,
                    help="activation bits (2..8); 0 keeps activations float")
     p.add_argument("--observer", default="minmax",
-                   help="activation observer: minmax, percentile, mse, kl, aciq, ...")
+                   help=f"activation observer: {', '.join(QUANT_OBSERVERS.names())}")
     p.add_argument("--weight-observer", default="minmax", help="weight observer (same names)")
     p.add_argument("--per-tensor", action="store_true",
                    help="one weight scale per tensor (default: per channel)")
