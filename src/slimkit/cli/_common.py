@@ -83,8 +83,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default:" in text or action.default in (None, False, argparse.SUPPRESS) \
-                or action.default == []:
+        default = action.default
+        if "default:" in text or default is None or default is False \
+                or default is argparse.SUPPRESS or default == []:
             return text
         return super()._get_help_string(action)
 
@@ -97,9 +98,10 @@ def add_data_args(parser: argparse.ArgumentParser, default: str | None = None,
     parser.add_argument("--data", default=default, metavar="NAME",
                         help="data set name, e.g. mnist5k, fashion-mnist, cifar10 "
                         f"(default: {where})")
+    stored = "" if default is not None else "the root stored in the model file, else "
     parser.add_argument("--root", default=None, metavar="DIR",
-                        help="folder or archive holding the data set (default: the root stored "
-                        "in the model file, else $SLIMKIT_DATA)")
+                        help="folder or archive holding the data set (default: "
+                        f"{stored}$SLIMKIT_DATA)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="batch size")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help=f"{limit_help} (default: all)")
