@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 __all__ = ["ZeroMask", "attach_masks", "masked_layers", "mask_of", "remove_masks", "squash",
-           "carry_masks", "count_zeros"]
+           "carry_masks", "count_zeros", "save_masked", "load_masked"]
 
 
 class ZeroMask(nn.Module):
@@ -94,9 +94,18 @@ def attach_masks(model: nn.Module, masks: Mapping[str, Tensor] | Iterable[str] |
 def remove_masks(model: nn.Module) -> nn.Module:
     """Bake every mask into its weight (zeros stay) and drop the parametrizations, in place."""
     for name in list(masked_layers(model)):
-        parametrize.remove_parametrizations(model.get_submodule(name), "weight",
-                                            leave_parametrized=True)
+        m = model.get_submodule(name)
+        _own_class(m)
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return model
+
+
+def _own_class(m: nn.Module) -> None:
+    """Give `m` a private copy of its generated Parametrized* class: a deep copy shares that
+    class with the original, and removing a parametrization edits the class."""
+    cls = m.__class__
+    body = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    m.__class__ = type(cls.__name__, cls.__bases__, body)
 
 
 def squash(model: nn.Module) -> nn.Module:
@@ -123,3 +132,22 @@ def count_zeros(model: nn.Module) -> int:
     """Zero weights over every Conv2d/Linear of `model` (masked or not)."""
     return sum(int((m.weight == 0).sum()) for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.Linear)) and isinstance(m.weight, Tensor))
+
+
+def save_masked(path, model: nn.Module, *, arch: str, arch_kwargs=None, **meta):
+    """`slimkit.train.save_model` of the model with its masks baked in, and the masked layer
+    names in the file's metadata so that `load_masked` masks them again."""
+    from slimkit.train import save_model
+
+    meta = dict(meta, masked_layers=sorted(masked_layers(model)))
+    return save_model(path, squash(model), arch=arch, arch_kwargs=arch_kwargs, **meta)
+
+
+def load_masked(path) -> nn.Module:
+    """`slimkit.train.load_model`, with the layers saved as masked masked again (their
+    zeros are the masks), so later training keeps them zero."""
+    from slimkit.train import load_model
+    from slimkit.train.modelfile import read_model_file
+
+    names = read_model_file(path).get("meta", {}).get("masked_layers", [])
+    return attach_masks(load_model(path), list(names))

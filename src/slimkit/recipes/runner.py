@@ -3,8 +3,10 @@ and write the report beside the resolved recipe and library versions."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Callable
@@ -58,9 +60,13 @@ def _base_model(recipe: Recipe, train_loader, log):
 
 
 def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = print):
-    """Apply the recipe's steps in order; returns the `Report` (also written into `out`)."""
+    """Apply the recipe's steps in order; returns the `Report` (also written into `out`).
+
+    Each step is measured after it runs (the six ratios against the starting model); an
+    `export` step writes its file and `<file>.ratios.json` beside it."""
     from slimkit import data
     from slimkit.metrics import Report, measure, measure_latency
+    from slimkit.pruning.keep import squash
     from slimkit.train import evaluate
 
     out = Path(out)
@@ -71,7 +77,8 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = pri
     train_loader, test_loader, calib_loader = _loaders(recipe)
     model, label = _base_model(recipe, train_loader, log)
     shape = data.input_shape(recipe.data["name"])
-    ctx = StepContext(train_loader, calib_loader, torch.zeros(1, *shape), out)
+    ctx = StepContext(train_loader, calib_loader, torch.zeros(1, *shape), out,
+                      original=copy.deepcopy(model).eval())
     report = Report(title=f"recipe on {label}", weights=recipe.weights)
     base = measure(model, shape, test_loader, evaluate)
     report.add(label, "original", base, baseline=base)
@@ -79,22 +86,42 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = pri
     for name, cfg in recipe.steps:
         step = STEPS.get(name)
         log(f"step {name}: {cfg}")
+        ctx.previous = copy.deepcopy(model)
         model = step.apply(model, cfg, ctx)
         chain.append(name)
         wbits, abits = min(wbits, step.weight_bits(cfg)), min(abits, step.act_bits(cfg))
         sparse = sparse or step.sparse
-        m = measure(model, shape, test_loader, evaluate, weight_bits=wbits, act_bits=abits,
+        plain = squash(model)
+        m = measure(plain, shape, test_loader, evaluate, weight_bits=wbits, act_bits=abits,
                     skip_zeros=sparse)
         deployed = step.deploy(model, ctx)
         if deployed is not None:  # time what really runs, not a simulation of it
             m = dataclasses.replace(m, latency_ms=measure_latency(deployed, shape).median_ms)
+        if name == "export" and ctx.exported is not None:
+            m = dataclasses.replace(m, param_bytes=ctx.exported.stat().st_size)
         report.add(label, " + ".join(chain), m, baseline=base)
+        if name == "export" and ctx.exported is not None:
+            _write_ratios(ctx.exported, report.rows[-1])
     report.write(out)
     log(report.to_markdown())
     return report
 
 
+def _write_ratios(path: Path, row) -> Path:
+    """`<file>.ratios.json`: the six ratios of the exported model against the original."""
+    ratios = dataclasses.asdict(row.ratios) if row.ratios is not None else {}
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in ratios.items() if k.startswith("r_")}
+    side = path.with_name(path.name + ".ratios.json")
+    side.write_text(json.dumps({"file": path.name, "size_bytes": path.stat().st_size,
+                                "chain": row.method, "accuracy": row.measurement.accuracy,
+                                "ratios": clean}, indent=2))
+    return side
+
+
 def _plain(cfg) -> dict:
+    from slimkit.compress.serial import config_to_dict
+
     if dataclasses.is_dataclass(cfg):
-        return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+        return config_to_dict(cfg)
     return {"value": str(cfg)}
