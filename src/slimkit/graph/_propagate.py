@@ -121,8 +121,9 @@ class Propagator:
 
     def union_maps(self, a: Tensor, b: Tensor) -> None:
         """Unite the atoms of two equally shaped maps position by position."""
-        pairs = torch.stack([a.reshape(-1), b.reshape(-1)], 1).unique(dim=0)
-        for x, y in pairs.tolist():
+        n = len(self.parent)
+        keys = (a.reshape(-1) * n + b.reshape(-1)).unique()
+        for x, y in zip((keys // n).tolist(), (keys % n).tolist()):
             if x != y:
                 self.union(x, y)
 
@@ -130,6 +131,10 @@ class Propagator:
         uniq = atoms.reshape(-1).unique().tolist()
         for a in uniq[1:]:
             self.union(uniq[0], a)
+
+    def union_rows(self, rows: Tensor) -> None:
+        """Unite the atoms within each row of a 2-d map."""
+        self.union_maps(rows[:, :1].expand_as(rows), rows)
 
     def roots(self, m: Tensor) -> Tensor:
         uniq, inv = m.unique(return_inverse=True)

@@ -242,8 +242,7 @@ def _conv(p: Propagator, node: fx.Node) -> CMap:
     # grouped (ResNeXt) or depthwise: whole conv groups are removed (DepGraph); the atoms of
     # one group's inputs are united and its outputs are those same units
     blocks = atoms.reshape(conv.groups, ib)
-    for row in blocks:
-        p.union_all(row)
+    p.union_rows(blocks)
     out = blocks[:, 0].repeat_interleave(ob)
     p.member(name, "depthwise" if ib == 1 else "grouped", out)
     return out
@@ -307,8 +306,7 @@ def _group_norm(p: Propagator, node: fx.Node) -> CMap:
     gn: nn.GroupNorm = p.modules[name]
     atoms = p.along(node, node.args[0], 1)
     if gn.num_groups > 1:
-        for row in atoms.reshape(gn.num_groups, -1):
-            p.union_all(row)
+        p.union_rows(atoms.reshape(gn.num_groups, -1))
     p.member(name, "bn", atoms)
     return p.cmap(node.args[0])
 
@@ -581,8 +579,7 @@ def _reshape(p: Propagator, node: fx.Node, dynamic: list[bool]) -> CMap:
         return compact(m)
     d = dyn[0]
     if len(chans) > 1:
-        for row in m.movedim(d, 0).reshape(m.shape[d], -1):
-            p.union_all(row)
+        p.union_rows(m.movedim(d, 0).reshape(m.shape[d], -1))
     return compact(m)
 
 
