@@ -8,6 +8,11 @@ removed channels zeroed) in eval mode, with params and MACs before/after.
 Untrained zoo weights (seeded) with randomised BN statistics and affine parameters, so a
 wrong slice shows up in the outputs; input N(0, 1), batch 2; 1 torch thread.
 
+Second table: the held-out graphs of tests/graph/_heldout.py (networks outside the zoo) at a
+``--heldout-ratio`` channel target, without ``ignore``: the ratio slimkit delivers
+(``slimkit.graph.delivered``) next to Torch-Pruning's (MagnitudePruner, L1 group importance,
+the same target, only the final classifier ignored), both checked to still run.
+
     nice -n 10 python benchmarks/pruning_coverage.py [--models resnet20 vgg16] [--ratio 0.3]
 """
 
@@ -23,9 +28,10 @@ import torch
 from torch import nn
 
 from slimkit import zoo
-from slimkit.graph import DependencyGraph, apply_channel_mask, shrink
+from slimkit.graph import DependencyGraph, apply_channel_mask, delivered, shrink
 from slimkit.metrics import count_macs, count_params
 
+ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results" / "pruning_coverage.md"
 
 
@@ -84,10 +90,75 @@ def run(name: str, ratio: float, repeats: int = 3) -> dict:
     return row
 
 
+def heldout_row(name: str, make, shape, ratio: float) -> dict:
+    """slimkit vs Torch-Pruning on one held-out graph at a uniform channel ``ratio``."""
+    import copy
+
+    torch.manual_seed(0)
+    model = randomize_bn(make()).eval()
+    x = torch.randn(2, *shape)
+    row: dict = {"model": name, "params": count_params(model)}
+    graph = DependencyGraph.build(model, x)
+    keep = {}
+    with torch.no_grad():
+        for g in graph.prunable_groups:
+            n = max(1, g.size - int(round(ratio * g.size)))
+            if n < g.size:
+                keep[g.id] = g.weights(0).abs().sum(1).topk(n).indices.sort().values
+    d = delivered(graph, keep)
+    small = shrink(model, graph, keep).eval()
+    with torch.no_grad():
+        ym, ys = apply_channel_mask(model, graph, keep)(x), small(x)
+    row["ours"] = (1 - d.params_ratio, d.channel_ratio,
+                   float((ym - ys).abs().max() / ym.abs().max()) < 1e-4)
+    try:
+        import torch_pruning as tp
+
+        pruned = copy.deepcopy(model)
+        head = [m for m in pruned.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+        pruner = tp.pruner.MagnitudePruner(pruned, x, importance=tp.importance.MagnitudeImportance(p=1),
+                                           pruning_ratio=ratio, ignored_layers=[head])
+        pruner.step()
+        with torch.no_grad():
+            pruned.eval()(x)
+        row["tp"] = count_params(pruned) / row["params"]
+    except Exception as e:  # noqa: BLE001 - a failure is a result here
+        row["tp"] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+    return row
+
+
+def heldout_lines(ratio: float) -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from tests.graph._heldout import HELDOUT
+
+    rows = []
+    for name, (make, shape) in HELDOUT.items():
+        rows.append(heldout_row(name, make, shape, ratio))
+        print(rows[-1], flush=True)
+    lines = [
+        "", f"## Held-out graphs (tests/graph/_heldout.py), {ratio:.0%} channel target", "",
+        "Each network as written, no `ignore`; every prunable group loses the target share of "
+        "its channels (L1). slimkit: parameters kept and channels removed as reported by "
+        "`delivered(graph, keep)` (exact: equal to the shrunk model's count), and shrunk == masked. "
+        "Torch-Pruning: `MagnitudePruner(pruning_ratio=target, MagnitudeImportance(p=1))` with the "
+        "last layer ignored; parameters kept, or the error it raised.", "",
+        "| network | params | slimkit params kept | slimkit channels removed | shrunk == masked | "
+        "Torch-Pruning params kept |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        kept, chans, ok = r["ours"]
+        tp_cell = f"{r['tp']:.2f}" if isinstance(r["tp"], float) else f"failed: {r['tp']}"
+        lines.append(f"| {r['model']} | {r['params']:,} | {kept:.2f} | {chans:.0%} | "
+                     f"{'yes' if ok else 'NO'} | {tp_cell} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=zoo.names())
     ap.add_argument("--ratio", type=float, default=0.3)
+    ap.add_argument("--heldout-ratio", type=float, default=0.5)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -122,10 +193,34 @@ def main(argv: list[str] | None = None) -> int:
             f"{m0 / 1e6:.1f} M -> {m1 / 1e6:.1f} M ({m1 / m0:.2f}x) |")
     lines += ["", "Groups that are not prunable: the network input, the classifier's outputs "
               "(network output) and, where present, groups fixed by ops the graph keeps whole."]
+    lines += heldout_lines(args.heldout_ratio)
+    lines += ["", f"Host: {_cpu()}; load before the run: {LOAD}"]
     OUT.write_text("\n".join(lines) + "\n")
     print(f"wrote {OUT}")
     return 0 if all("error" not in r and r["ok"] for r in rows) else 1
 
+
+def _cpu() -> str:
+    import platform
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(l.split(":", 1)[1].strip() for l in out.splitlines() if "Model name" in l)
+        flags = next((l for l in out.splitlines() if l.startswith("Flags")), "")
+        extra = [f for f in ("avx512f", "avx512_vnni", "avx2") if f" {f}" in flags]
+        return f"{model} ({', '.join(extra)}), {platform.machine()}"
+    except Exception:  # noqa: BLE001
+        return platform.processor() or platform.machine()
+
+
+def _load() -> str:
+    import os
+
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+LOAD = _load()
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -206,3 +206,28 @@ def test_conv_transpose_weight_layout():
     assert small.t.weight.shape == (2, 3, 2, 2)
     with torch.no_grad():
         torch.testing.assert_close(small(x), apply_channel_mask(model, g, keep)(x))
+
+
+def test_cat_of_chunk_pieces_and_sliced_pieces():
+    class M(nn.Module):
+        def __init__(self, sliced: bool = False) -> None:
+            super().__init__()
+            self.sliced = sliced
+            self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            y = self.a(x)
+            if self.sliced:
+                return self.b(torch.cat(y.chunk(4, 1)[:2] + y.chunk(4, 1)[2:], 1))
+            return self.b(torch.cat(y.chunk(2, 1), 1))
+
+    x = torch.randn(1, 3, 4, 4)
+    model = M().eval()
+    g = DependencyGraph.build(model, x)
+    assert g.group("a").size == 4  # channel i and i + 4 go together
+    keep = {"a": torch.tensor([0, 2])}
+    with torch.no_grad():
+        torch.testing.assert_close(shrink(model, g, keep)(x), apply_channel_mask(model, g, keep)(x))
+    from slimkit.graph import GraphError
+    with pytest.raises(GraphError, match="pieces of a chunk/split other than one by one"):
+        DependencyGraph.build(M(sliced=True), x)

@@ -378,7 +378,14 @@ def _binary(p: Propagator, node: fx.Node) -> CMap:
 
 @function_rule(torch.cat, torch.concat)
 def _cat(p: Propagator, node: fx.Node) -> CMap:
-    tensors = list(_arg(node, 0, "tensors"))
+    tensors = _arg(node, 0, "tensors")
+    if isinstance(tensors, fx.Node):  # torch.cat(x.chunk(2)): the pieces of one node
+        maps = p.maps.get(tensors)
+        dim = _norm_dim(_arg(node, 1, "dim", 0), len(p.shape(node)))
+        if not isinstance(maps, list) or dim != 1 or any(m.dim() != 1 for m in maps):
+            raise p.unknown(node, "cat of a tuple the graph cannot see into")
+        return torch.cat(maps)
+    tensors = list(tensors)
     out = p.shape(node)
     dim = _norm_dim(_arg(node, 1, "dim", 0), len(out))
     if dim == 0:
@@ -509,8 +516,10 @@ def _size_value(p: Propagator, a: Any) -> int | None:
 @function_rule(operator.getitem)
 def _getitem(p: Propagator, node: fx.Node) -> CMap:
     x, idx = node.args[0], node.args[1]
-    if isinstance(p.maps.get(x), list) and isinstance(idx, int):
-        return p.maps[x][idx]  # one piece of a chunk/split
+    if isinstance(p.maps.get(x), list):
+        if isinstance(idx, int):
+            return p.maps[x][idx]  # one piece of a chunk/split
+        raise p.unknown(node, "indexing the pieces of a chunk/split other than one by one")
     shape = p.shape(x)
     if shape is None:  # indexing a tuple or a size
         return p.fixed_output(node, f"item of {x.name!r}") if p.shape(node) is not None else None
