@@ -278,3 +278,26 @@ def _argv(cls, values: dict, prefix: str = "") -> list[str]:
         else:
             argv += [flag, yaml.safe_dump(v, default_flow_style=True).strip()]
     return argv
+
+
+@pytest.mark.parametrize("arch", MODELS)
+def test_masked_equals_shrunk(arch):
+    """Filter pruning through the contract gives the same outputs as the dense model with the
+    same channels zeroed (slimkit.graph.apply_channel_mask, an independent path)."""
+    from slimkit.graph import DependencyGraph
+    from slimkit.graph.shrink import apply_channel_mask
+
+    model = _model(arch)
+    x = torch.randn(4, *SHAPES[arch])
+    small = compress(model, P.L1FilterConfig(ratio=0.5), input_shape=SHAPES[arch]).model
+    graph = DependencyGraph.build(model, x[:1])
+    keep = {}
+    for g in graph.groups:
+        if g.prunable and g.size > 1:
+            l1 = torch.cat(g.out_weights(), 1).abs().sum(1)
+            n = max(1, g.size - round(0.5 * g.size))
+            keep[g.id] = torch.sort(torch.argsort(l1, descending=True, stable=True)[:n]).values
+    masked = apply_channel_mask(model, graph, keep).eval()
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(small.eval()(x), masked(x), atol=1e-5, rtol=1e-4)

@@ -6,3 +6,15 @@ zoo/data -> graph -> methods -> deploy -> metrics/report -> recipes/CLI.
 """
 
 __version__ = "0.1.0"
+
+# the method contract, imported on first use (`import slimkit` stays light)
+_CONTRACT = ("compress", "prune", "quantize", "decompose", "distill", "Context", "Result",
+             "Selection", "METHODS")
+
+
+def __getattr__(name: str):
+    if name in _CONTRACT:
+        import slimkit.compress as contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module 'slimkit' has no attribute {name!r}")

@@ -395,6 +395,10 @@ def prune(
     train or calibrate, and for `config.finetune_epochs`. New code: `slimkit.compress.prune`
     with a per-method config, which also reports the ratio delivered.
     """
+    if not isinstance(config, PruneConfig):  # a per-method config of the contract
+        from slimkit.compress import prune as prune_contract
+
+        return prune_contract(model, config, example_inputs=example_inputs, train=data).model
     return prune_with_ratio(model, config, example_inputs, data)[0]
 
 

@@ -196,8 +196,7 @@ class SparseConv2d(_SparseBase):
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, leaf = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, new)
+    model.set_submodule(name, new)
 
 
 def _convertible(m: nn.Module) -> bool:
@@ -222,7 +221,7 @@ def to_sparse(model: nn.Module, min_sparsity: float = 0.5) -> nn.Module:
             sparsity = float((m.weight == 0).float().mean())
             if sparsity >= min_sparsity:
                 cls = SparseLinear if isinstance(m, nn.Linear) else SparseConv2d
-                _set(out, name, cls.from_dense(m))
+                out.set_submodule(name, cls.from_dense(m))
     return out
 
 

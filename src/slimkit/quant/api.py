@@ -64,10 +64,19 @@ def _load_methods() -> None:
 
 
 def quantize(model: nn.Module, config: Any, calib: Any = None, **kwargs: Any) -> nn.Module:
-    """Quantize `model` with the method that handles `type(config)`; returns a new module."""
+    """Quantize `model` with the method that handles `type(config)`; returns a new module.
+
+    Configs registered only with the method contract (QAT, PACT, INQ, binary, sharing,
+    hashing) go through `slimkit.compress.quantize`; `kwargs` are then its context fields
+    (e.g. `train=loader`). New code: `slimkit.compress.quantize`, which also returns the
+    report."""
     if not isinstance(model, nn.Module):
         raise UserError(f"model must be an nn.Module, got {type(model).__name__}")
     _load_methods()
+    if type(config).__name__ not in QUANTIZERS:
+        from slimkit.compress import quantize as quantize_contract
+
+        return quantize_contract(model, config, calib=calib, **kwargs).model
     handler = QUANTIZERS.get(type(config).__name__)
     return handler(model, config, calib=calib, **kwargs)
 
