@@ -128,7 +128,7 @@ def test_clear_errors():
         quantize_ptq(WithLSTMish(), PTQConfig(), calib=[torch.randn(2, 1, 4, 4)])
     q = quantize_ptq(WithLSTMish(), PTQConfig(skip=("up",)), calib=[torch.randn(2, 1, 4, 4)])
     assert list(q.qspec) == ["conv"]
-    with pytest.raises(KeyError, match="known: .*PTQConfig"):
+    with pytest.raises(UserError, match="no method is registered for object; known: .*PTQConfig"):
         quantize(SmallNet(), object(), calib=[torch.randn(1, 1, 8, 8)])
 
 
