@@ -167,3 +167,17 @@ def test_resnext_within_groups_keeps_every_group():
         torch.testing.assert_close(small(x), apply_channel_mask(model, graph, keep)(x))
     with pytest.raises(Exception, match="grouped must be"):
         DependencyGraph.build(model, x, grouped="half")
+
+
+@pytest.mark.parametrize("name", sorted(HELDOUT))
+def test_shrunk_heldout_rebuilds_from_channel_spec(name):
+    """A fresh model resized by the shrunk model's channel spec (ConvTranspose2d, GroupNorm,
+    LayerNorm included) takes its state_dict and computes the same outputs."""
+    from slimkit.train.resize import channel_spec, resize_to_state_dict
+
+    model, x, graph = build(name)
+    small = shrink(model, graph, l1_keep(graph)).eval()
+    rebuilt = resize_to_state_dict(HELDOUT[name][0](), small.state_dict(), channel_spec(small))
+    rebuilt.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), small(x))

@@ -16,18 +16,25 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _NormBase
 
 
 def channel_spec(model: nn.Module) -> dict[str, dict[str, int]]:
-    """Per-module sizes of every Conv2d, Linear and BatchNorm (JSON-able)."""
+    """Per-module sizes of every Conv2d, ConvTranspose2d, Linear, BatchNorm, InstanceNorm,
+    GroupNorm and LayerNorm (JSON-able)."""
     spec: dict[str, dict[str, int]] = {}
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.GroupNorm):
+            spec[name] = {"features": m.num_channels, "groups": m.num_groups}
+        elif isinstance(m, nn.LayerNorm):
+            spec[name] = {"features": int(m.normalized_shape[0])}
+        elif isinstance(m, nn.PReLU):
+            spec[name] = {"features": m.num_parameters}
+        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             spec[name] = {"in": m.in_channels, "out": m.out_channels, "groups": m.groups}
         elif isinstance(m, nn.Linear):
             spec[name] = {"in": m.in_features, "out": m.out_features}
-        elif isinstance(m, _BatchNorm):
+        elif isinstance(m, _NormBase):
             spec[name] = {"features": m.num_features}
     return spec
 
@@ -49,10 +56,14 @@ def resize_to_state_dict(
         prefix = f"{name}." if name else ""
         if isinstance(m, nn.Conv2d):
             new = _resize_conv(m, name, state_dict.get(prefix + "weight"), spec.get(name))
+        elif isinstance(m, nn.ConvTranspose2d):
+            new = _resize_conv_transpose(m, state_dict.get(prefix + "weight"), spec.get(name))
         elif isinstance(m, nn.Linear):
             new = _resize_linear(m, name, state_dict.get(prefix + "weight"), spec.get(name))
-        elif isinstance(m, _BatchNorm):
+        elif isinstance(m, _NormBase):
             new = _resize_bn(m, name, state_dict, prefix, spec.get(name))
+        elif isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.PReLU)):
+            new = _resize_norm(m, state_dict, prefix, spec.get(name))
         else:
             continue
         if new is not m:
@@ -103,9 +114,57 @@ def _resize_linear(
     return new.to(device=m.weight.device, dtype=m.weight.dtype)
 
 
+def _resize_conv_transpose(
+    m: nn.ConvTranspose2d, w: Tensor | None, s: Mapping[str, int] | None
+) -> nn.ConvTranspose2d:
+    """Weight layout (C_in, C_out / groups, kH, kW)."""
+    if s is not None:
+        c_in, c_out, groups = int(s["in"]), int(s["out"]), int(s.get("groups", 1))
+    elif w is not None:
+        groups = m.groups
+        c_in, c_out = w.shape[0], w.shape[1] * groups
+    else:
+        return m
+    if (c_in, c_out, groups) == (m.in_channels, m.out_channels, m.groups):
+        return m
+    new = nn.ConvTranspose2d(
+        c_in, c_out, m.kernel_size, stride=m.stride, padding=m.padding,
+        output_padding=m.output_padding, groups=groups, bias=m.bias is not None,
+        dilation=m.dilation, padding_mode=m.padding_mode,
+    )
+    return new.to(device=m.weight.device, dtype=m.weight.dtype)
+
+
+def _resize_norm(
+    m: nn.Module, sd: Mapping[str, Tensor], prefix: str, s: Mapping[str, int] | None
+) -> nn.Module:
+    """GroupNorm (whole groups pruned: channels per group kept), LayerNorm over channels and
+    per-channel PReLU."""
+    ref = sd.get(prefix + "weight")
+    n = int(s["features"]) if s is not None else (ref.shape[0] if ref is not None else None)
+    if isinstance(m, nn.PReLU):
+        if n is None or n == m.num_parameters:
+            return m
+        new_p = nn.PReLU(n)
+        return new_p.to(device=m.weight.device, dtype=m.weight.dtype)
+    if isinstance(m, nn.GroupNorm):
+        if n is None or n == m.num_channels:
+            return m
+        groups = int(s["groups"]) if s is not None and "groups" in s else (
+            1 if m.num_groups == 1 else n // (m.num_channels // m.num_groups))
+        new: nn.Module = nn.GroupNorm(groups, n, eps=m.eps, affine=m.affine)
+    else:
+        if n is None or n == m.normalized_shape[0]:
+            return m
+        new = nn.LayerNorm((n, *m.normalized_shape[1:]), eps=m.eps,
+                           elementwise_affine=m.elementwise_affine, bias=m.bias is not None)
+    ref_t = getattr(m, "weight", None)
+    return new.to(device=ref_t.device, dtype=ref_t.dtype) if ref_t is not None else new
+
+
 def _resize_bn(
-    m: _BatchNorm, name: str, sd: Mapping[str, Tensor], prefix: str, s: Mapping[str, int] | None
-) -> _BatchNorm:
+    m: _NormBase, name: str, sd: Mapping[str, Tensor], prefix: str, s: Mapping[str, int] | None
+) -> _NormBase:
     if s is not None:
         n = int(s["features"])
     else:
