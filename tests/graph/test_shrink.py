@@ -134,3 +134,20 @@ def test_shrunk_zoo_model_rebuilds_from_state_dict_and_channel_spec(name):
     rebuilt.load_state_dict(small.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), small(x))
+
+
+def test_delivered_by_hand():
+    """ResProj, keep 8 of conv1's 16 channels: conv1 loses 8 filters (8*8*9), bn1 8 gammas
+    and betas, conv2 8 input columns (16*8*9); nothing else."""
+    from slimkit.graph import delivered
+
+    model = ResProj()
+    graph = DependencyGraph.build(model, torch.randn(1, 3, 8, 8))
+    d = delivered(graph, {"conv1": torch.arange(8)})
+    assert d.params_removed == 8 * 8 * 9 + 2 * 8 + 16 * 8 * 9 == 1_744
+    assert d.params_total == count_params(model)
+    (g,) = [g for g in d.groups if g.id == "conv1"]
+    assert (g.channels, g.kept, g.channel_ratio, g.params_removed) == (16, 8, 0.5, 1_744)
+    # prunable groups: conv0 (8), conv1 (16), conv2 (16); 8 of 40 channels removed
+    assert (d.channels_total, d.channels_removed) == (40, 8)
+    assert d.shortfall(0.5, by="channels") == pytest.approx(0.3)
