@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 # Each command lives in slimkit/cli/<name>.py and exposes add_parser(subparsers) and run(args).
-COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "run", "demo")
+COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "run", "auto", "demo")
 # The one-line help of each command for `slimkit --help`, without importing the command.
 SUMMARIES = {
     "train": "train a zoo model",
@@ -22,6 +22,7 @@ SUMMARIES = {
     "prune": "prune a model (structured or unstructured)",
     "quantize": "post-training quantization (PTQ, DFQ, mixed precision)",
     "run": "run a YAML recipe (prune, quantize, share, lowrank, finetune steps)",
+    "auto": "find the recipe that meets a latency / size / MACs target on this host",
     "demo": "train, compress and compare LeNet-5 (no data needed)",
 }
 
