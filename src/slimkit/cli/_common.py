@@ -162,9 +162,10 @@ def resolve_task(args: argparse.Namespace, loaded: "Loaded", required: bool = Tr
         if stored is None:
             if not required:
                 return None
-            what = ("is a zoo name with no data set" if loaded.kind == "zoo"
-                    else "stores no data set (written before tasks were recorded, or not by "
-                    "`slimkit train`)")
+            what = {"zoo": "is a zoo name with no data set",
+                    "quantized": "is a simulated quantized file, which stores no data set"}.get(
+                loaded.kind, "stores no data set (written before tasks were recorded, or not "
+                "by `slimkit train`)")
             raise UserError(f"{loaded.source} {what}; pass --data NAME (and --root DIR for "
                             "file-based data sets)")
         task = dict(stored)
