@@ -10,7 +10,7 @@ from torch import nn
 from slimkit.train import Hook, fit, load_checkpoint
 from slimkit.train.optim import build_optimizer, build_schedule
 
-from _train_tiny import blobs, convnet, images, loader, mlp
+from _train_tiny import blobs, images, loader, mlp
 
 
 def _trace(name, total, momentum=0.9):
@@ -109,11 +109,31 @@ def test_bad_smoothing_is_rejected(kw, match):
         fit(mlp(), loader(blobs(32)), epochs=1, progress=False, **kw)
 
 
+class Layout(Hook):
+    """Records the memory layout of a 4-D conv weight at every step."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_step_end(self, model, step):
+        w = model[3].weight  # (6, 4, 3, 3): the two layouts differ
+        self.seen.add("nhwc" if w.is_contiguous(memory_format=torch.channels_last) else "nchw")
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(6, 4))
+
+
 def test_channels_last_trains_to_the_same_weights():
     kw = dict(epochs=2, lr=0.05, progress=False, seed=1, schedule="onecycle")
-    a, b = convnet(), convnet()
-    fit(a, loader(images(48), batch_size=16), **kw)
-    fit(b, loader(images(48), batch_size=16), channels_last=True, **kw)
-    assert b[0].weight.is_contiguous(memory_format=torch.channels_last)
+    a, b = _net(), _net()
+    la, lb = Layout(), Layout()
+    fit(a, loader(images(48), batch_size=16), hooks=[la], **kw)
+    fit(b, loader(images(48), batch_size=16), channels_last=True, hooks=[lb], **kw)
+    assert la.seen == {"nchw"} and lb.seen == {"nhwc"}  # trained in NHWC ...
+    assert b[3].weight.is_contiguous()  # ... and handed back in the default layout
     for k, v in a.state_dict().items():
         assert torch.allclose(v, b.state_dict()[k], atol=1e-5), k

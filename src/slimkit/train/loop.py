@@ -116,8 +116,9 @@ def fit(
     Under `torchrun` the model is wrapped in DDP, the loaders are sharded, metrics are
     all-reduced, and only rank 0 prints and writes checkpoints.
     `label_smoothing` (Szegedy et al. 2016) softens the default cross-entropy's targets (it
-    is an error together with a custom `loss_fn`); `channels_last` stores the model and each
-    batch in NHWC (see benchmarks/results/schedules.md for when it pays on CPU).
+    is an error together with a custom `loss_fn`); `channels_last` trains with the model and each
+    batch in NHWC (see benchmarks/results/schedules.md for when it pays on CPU) and returns the
+    model in the default layout.
     """
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
     loss_fn = _default_loss(loss_fn, label_smoothing)
@@ -222,6 +223,8 @@ def fit(
                 save_checkpoint(ckpt_path, model=model, optimizer=opt, scheduler=sched,
                                 epoch=epoch, history=history.to_dict(), rng=rng_state(), seed=seed)
             D.barrier()
+    if channels_last:  # hand the model back in the default layout (values are unchanged)
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
 
