@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from slimkit._registry import Registry
-from slimkit.compress.selection import Selection
 from slimkit.errors import UserError
+from slimkit.selection import MethodConfig, Selection
 
 __all__ = ["MethodConfig", "Context", "Report", "Result", "MethodSpec", "METHODS", "register",
            "spec_of", "compress", "FAMILIES", "KINDS"]
@@ -32,29 +32,6 @@ FAMILIES = ("prune", "quantize", "decompose", "distill")
 # what a model "is" between steps, for chain checks: plain float layers, fake-quantized
 # layers (with .qspec), k-means shared weights, hashed weights
 KINDS = ("float", "quantized", "shared", "hashed")
-
-
-def _globs(value: Any, name: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, (tuple, list)) or \
-            not all(isinstance(g, str) for g in value):
-        raise UserError(f"{name} must be a list of fqn globs, got {value!r}")
-    return tuple(value)
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """Base of every method config: which layers it touches (fqn globs; a glob that matches
-    no layer raises). Subclasses add only the fields their method uses."""
-
-    include: tuple[str, ...] = field(default=("*",), kw_only=True)
-    exclude: tuple[str, ...] = field(default=(), kw_only=True)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "include", _globs(self.include, "include"))
-        object.__setattr__(self, "exclude", _globs(self.exclude, "exclude"))
-
-    def selection(self, ctx: "Context | None" = None) -> Selection:
-        return Selection(self.include, self.exclude, None if ctx is None else ctx.filter_fn)
 
 
 @dataclass

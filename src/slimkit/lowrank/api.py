@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from slimkit.compress.contract import MethodConfig
-from slimkit.compress.selection import Selection
+from slimkit.selection import MethodConfig
+from slimkit.selection import Selection
 from slimkit.errors import UserError
 from slimkit.lowrank.methods import METHODS, Site, original_cost
 from slimkit.lowrank.ranks import RANK_SELECTIONS, select_rank

@@ -8,7 +8,7 @@ the parametrization, so it is part of `state_dict()` and of `copy.deepcopy`.
 >>> from torch import nn
 >>> lin = nn.Linear(4, 2)
 >>> with torch.no_grad():
-...     lin.weight[0].zero_()
+...     _ = lin.weight[0].zero_()
 >>> net = attach_masks(nn.Sequential(lin))
 >>> sorted(masked_layers(net)), int((net[0].weight == 0).sum())
 (['0'], 4)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit._registry import Registry
-from slimkit.compress.contract import MethodConfig
+from slimkit.selection import MethodConfig
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimkit.compress.contract import MethodConfig
+from slimkit.selection import MethodConfig
 from slimkit.errors import UserError
 
 __all__ = ["HashConfig", "mix32", "hash_indices", "HashedLinear", "HashedConv2d", "hash_compress"]

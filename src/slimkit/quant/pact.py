@@ -32,7 +32,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimkit.compress.contract import MethodConfig
+from slimkit.selection import MethodConfig
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook
 

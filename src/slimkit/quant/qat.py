@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from slimkit.compress.contract import MethodConfig
+from slimkit.selection import MethodConfig
 from slimkit.errors import UserError
 from slimkit.quant.core import QScheme
 from slimkit.quant.fold import fold_bn

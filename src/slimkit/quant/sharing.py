@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimkit._registry import Registry
-from slimkit.compress.contract import MethodConfig
+from slimkit.selection import MethodConfig
 from slimkit.errors import UserError
 
 __all__ = [
