@@ -29,7 +29,9 @@ SUMMARIES = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one clear line, exit status 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        command = self.prog.split()[1:]  # "slimkit train" -> the command, named in the line
+        where = f"{' '.join(command)}: " if command else ""
+        self.exit(2, f"slimkit: error: {where}{message}\n")
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
