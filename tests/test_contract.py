@@ -301,3 +301,29 @@ def test_masked_equals_shrunk(arch):
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
     with torch.no_grad():
         torch.testing.assert_close(small.eval()(x), masked(x), atol=1e-5, rtol=1e-4)
+
+
+def test_shortfall_is_reported_warned_and_refused_when_strict():
+    from slimkit.errors import UserError
+
+    model = _model("lenet5")
+    cfg = P.L1FilterConfig(ratio=0.5, round_to=20)     # 20/50-channel groups round up
+    with pytest.warns(UserWarning, match="short of the requested 0.500"):
+        res = compress(model, cfg, input_shape=SHAPES["lenet5"])
+    assert res.report.summary["requested"] == 0.5
+    assert res.report.summary["delivered"] == pytest.approx(0.4386, abs=1e-4)
+    with pytest.raises(UserError, match="short of the requested"):
+        compress(model, cfg, input_shape=SHAPES["lenet5"], strict=True)
+
+
+def test_family_verbs_refuse_other_families_and_configs_refuse_unknown_fields():
+    from slimkit.compress import prune, quantize
+    from slimkit.errors import UserError
+
+    with pytest.raises(UserError, match="is a 'quantize' method, not 'prune'"):
+        prune(_model("lenet300"), PTQConfig())
+    with pytest.raises(TypeError, match="granularity"):
+        P.L1FilterConfig(granularity="element")
+    with pytest.raises(UserError, match="unknown key.*granularity"):
+        config_from_dict(P.L1FilterConfig, {"granularity": "element"})
+    assert quantize(_model("lenet300"), PTQConfig(), calib=_data("lenet300")).model.qspec
