@@ -253,7 +253,7 @@ def search(model_file: str | os.PathLike, task: dict, cfg: AutoConfig, out: str 
         shutil.rmtree(work, ignore_errors=True)
         log_fn(f"auto [{i + 1}/{len(chosen_pool)}] {c.label} ...")
         report = run_recipe(parse_recipe(copy.deepcopy(recipe), source=f"auto candidate {key}"), work,
-                            log=lambda s: None)
+                            log=lambda s: log_fn(f"    {s.splitlines()[0]}") if s.startswith("step") else None)
         exported = next(iter(sorted(work.glob("model*.onnx"))))
         (work / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
         (work / "result.json").write_text(json.dumps({"accuracy": report.rows[-1].measurement.accuracy,
