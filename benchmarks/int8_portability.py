@@ -199,6 +199,28 @@ def host() -> tuple[str, str]:
         os.popen("uptime").read().strip()
 
 
+def summary(r: dict) -> list[str]:
+    """Ratios and SQNRs of this run, in words."""
+    rows = {row["variant"]: row for row in r["rows"]}
+    us, uu, w7 = "ours W8A8 u8s8", "ours W8A8 u8u8", "ours W7A8 u8s8"
+    lines = [f"- Here ({detect_isa()}): SQNR vs simulated {rows[us]['sqnr']:.1f} dB (u8s8), "
+             f"{rows[uu]['sqnr']:.1f} dB (u8u8): top-1 {rows[us]['top1'] * 100:.2f}% / "
+             f"{rows[uu]['top1'] * 100:.2f}% (simulated "
+             f"{rows['ours W8A8, simulated (torch)']['top1'] * 100:.2f}%; W7A8 simulated "
+             f"{rows['ours W7A8, simulated (torch)']['top1'] * 100:.2f}%)."]
+    for tag, lat in (("batch 1", r["lat1"]), ("batch 64", r["lat64"])):
+        if us in lat and uu in lat:
+            lines.append(f"- u8u8 / u8s8 latency here, {tag}: {lat[uu][0] / lat[us][0]:.2f}x (median), "
+                         f"{lat[uu][1] / lat[us][1]:.2f}x (p10); W7A8 u8s8 / u8s8: {lat[w7][0] / lat[us][0]:.2f}x.")
+    q = r.get("qemu")
+    if q:
+        lines.append(f"- AVX2 (emulated Haswell): u8s8 {fmt(q[us]['sqnr'], '.1f', ' dB')} vs simulated "
+                     f"(top-1 {q[us]['top1'] * 100:.2f}%), u8u8 {fmt(q[uu]['sqnr'], '.1f', ' dB')} "
+                     f"(identical to this host: {fmt(q[uu]['same'], '.1f', ' dB')}), W7A8 u8s8 "
+                     f"{fmt(q[w7]['sqnr'], '.1f', ' dB')} (identical: {fmt(q[w7]['same'], '.1f', ' dB')}).")
+    return lines
+
+
 def write(results: list[dict], cmd: str, args, seconds: float, load_before: str, out: Path) -> None:
     cpu, load_after = host()
     lines = [
@@ -221,7 +243,7 @@ def write(results: list[dict], cmd: str, args, seconds: float, load_before: str,
         "Default choice: `isa='auto'` -> u8s8 with VNNI; without VNNI u8u8, or u8s8 when the weights fit 7 bits.",
         ""]
     for r in results:
-        lines += [f"## {r['name']} on {r['data']} ({r['origin']})", "",
+        lines += [f"## {r['name']} on {r['data']} ({r['origin']})", "", *summary(r), "",
                   "| variant | top-1 | SQNR vs simulated | agree with simulated | conv/matmul | batch 1 ms "
                   "| batch 64 ms |",
                   "|---|---:|---:|---:|---|---:|---:|"]

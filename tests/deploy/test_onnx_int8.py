@@ -220,6 +220,20 @@ def test_inexact_requests_warn_and_are_recorded(tiny, tmp_path, monkeypatch):
         export_int8_onnx(sim, (3, 8, 8), tmp_path / "x.onnx", isa="arm")
 
 
+def test_asymmetric_per_channel_weights_cannot_be_u8u8_and_say_so(tmp_path, monkeypatch):
+    ptq = pytest.importorskip("slimkit.quant.ptq")
+    model, x = trained_tiny(steps=10)
+    cfg = ptq.PTQConfig(weight_bits=8, act_bits=8, symmetric_weights=False, per_channel=True)
+    sim = ptq.quantize_ptq(model, cfg, [x[:64]])
+    assert sim.c1.weight_zp.unique().numel() > 1
+    monkeypatch.setenv(ENV_VAR, "avx2")
+    with pytest.raises(UserError, match="scheme='u8u8' needs one weight zero point per layer"):
+        export_int8_onnx(sim, (3, 8, 8), tmp_path / "u.onnx", scheme="u8u8")
+    with pytest.warns(UserWarning, match="symmetric_weights=True"):
+        path = export_int8_onnx(sim, (3, 8, 8), tmp_path / "a.onnx")
+    assert read_choice(path)["scheme"] == "u8s8" and read_choice(path)["exact"] == "False"
+
+
 _QEMU_RUN = """
 import sys, numpy as np, onnxruntime as ort
 so = ort.SessionOptions(); so.intra_op_num_threads = 1

@@ -33,6 +33,7 @@ __all__ = [
     "calibrated_pass",
     "drop_unused_initializers",
     "exact_pass",
+    "one_weight_zero_point",
     "weight_codes",
     "weights_to_uint8",
 ]
@@ -293,6 +294,18 @@ def weight_codes(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {n.input[0]: numpy_helper.to_array(inits[n.input[0]]) for n in _weight_dqs(model)}
 
 
+def _weight_zero_point(g: _Graph, dq: onnx.NodeProto) -> np.ndarray | None:
+    return g.const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), np.int8)
+
+
+def one_weight_zero_point(model: onnx.ModelProto) -> bool:
+    """True when every quantized weight has a single zero point (per tensor, or per channel
+    but all equal, as symmetric weights have), which :func:`weights_to_uint8` needs."""
+    g = _Graph(model.graph)
+    zps = [_weight_zero_point(g, dq) for dq in _weight_dqs(model)]
+    return all(z is not None and np.unique(z).size <= 1 for z in zps)
+
+
 def weights_to_uint8(model: onnx.ModelProto) -> None:
     """Re-express int8 weights as uint8: codes ``q + 128`` with zero points ``zp + 128`` (the
     same real values), so onnxruntime runs its u8 x u8 kernels, which widen to int16 and never
@@ -300,7 +313,7 @@ def weights_to_uint8(model: onnx.ModelProto) -> None:
     g = _Graph(model.graph)
     for k, dq in enumerate(_weight_dqs(model)):
         codes = numpy_helper.to_array(g.inits[dq.input[0]])
-        zp = g.const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), np.int8)
+        zp = _weight_zero_point(g, dq)
         if zp is None or np.unique(zp).size > 1:
             raise UserError(f"weight {dq.input[0]!r} has per-channel zero points that differ; the u8u8 "
                             "scheme needs one per layer (quantize with symmetric_weights=True)")

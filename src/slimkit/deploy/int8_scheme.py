@@ -57,10 +57,10 @@ class Int8Choice:
         return {META_PREFIX + k: str(v) for k, v in asdict(self).items()}
 
 
-def choose_scheme(isa: str, scheme: str | None, weights_fit: bool) -> Int8Choice:
+def choose_scheme(isa: str, scheme: str | None, weights_fit: bool, u8u8_ok: bool = True) -> Int8Choice:
     """The fastest exact scheme for ``isa`` (``auto``, ``vnni``, ``avx2``, ``portable``), or
     the requested ``scheme``, with a warning when that one is inexact on the target CPU or
-    on this machine."""
+    on this machine. ``u8u8_ok``: every layer has one weight zero point (u8u8 needs it)."""
     detected = detect_isa()
     target = resolve_isa(isa)
     if scheme is None:
@@ -69,20 +69,27 @@ def choose_scheme(isa: str, scheme: str | None, weights_fit: bool) -> Int8Choice
         elif weights_fit:
             scheme, reason = "u8s8", (f"weights fit |q| <= {SATURATION_FREE_WEIGHT}: u8 x s8 pairs cannot "
                                       "saturate int16 without VNNI; exact and fastest")
-        else:
+        elif u8u8_ok:
             scheme, reason = "u8u8", ("full-range 8-bit weights would saturate int16 in u8 x s8 kernels "
                                       "without VNNI; u8 x u8 kernels widen to int16: exact, same values")
+        else:
+            scheme, reason = "u8s8", ("per-channel weight zero points differ, which u8u8 cannot hold; "
+                                      "quantize with symmetric_weights=True or weight_bits=7 for an exact file")
     elif scheme not in SCHEMES:
         raise UserError(f"scheme={scheme!r} is not one of {', '.join(SCHEMES)}")
+    elif scheme == "u8u8" and not u8u8_ok:
+        raise UserError("scheme='u8u8' needs one weight zero point per layer, but per-channel zero points "
+                        "differ; quantize with symmetric_weights=True")
     else:
         reason = "requested"
     exact_target = is_exact(scheme, target, weights_fit)
     exact_here = is_exact(scheme, detected, weights_fit)
     if not (exact_target and exact_here):
         where = [f"{target} CPUs (the target)"] * (not exact_target) + [f"this {detected} CPU"] * (not exact_here)
+        fix = "use isa='auto' or scheme='u8u8'" if u8u8_ok else "quantize with symmetric_weights=True"
         msg = (f"int8 scheme {scheme} with full-range 8-bit weights is inexact on {' and '.join(where)}: "
                "onnxruntime's u8 x s8 kernels saturate int16 sums without VNNI, so results differ from "
-               "the simulated model; use isa='auto' or scheme='u8u8', or quantize with weight_bits=7")
+               f"the simulated model; {fix}, or quantize with weight_bits=7")
         warnings.warn(msg, UserWarning, stacklevel=3)
         log.warning(msg)
         reason += "; inexact: " + " and ".join(where)
