@@ -1,5 +1,7 @@
 """Apply a structured keep-set: zero the removed channels (same shapes) or physically
-shrink every coupled layer (new, smaller Conv2d/Linear/BatchNorm modules).
+shrink every coupled layer (new, smaller Conv, ConvTranspose, Linear, BatchNorm,
+InstanceNorm, GroupNorm, LayerNorm and PReLU modules; grouped convs lose whole groups or the
+same places of every group).
 
 The result is the original module tree (deep-copied) with replaced submodules, never a
 GraphModule, so it saves as a state_dict and exports to ONNX.
@@ -147,9 +149,7 @@ def apply_channel_mask(model: nn.Module, graph: DependencyGraph,
             if w is not None:
                 w.movedim(weight_axis(mod, "out"), 0)[~plan.out] = 0
             b = getattr(mod, "bias", None)
-            if b is not None and not isinstance(mod, nn.modules.conv._ConvTransposeNd):
-                b[~plan.out] = 0
-            elif b is not None:
+            if b is not None:  # biases follow the outputs (ConvTranspose: C_out)
                 b[~plan.out] = 0
             twin = _masked_norm(mod, plan.out)
             if twin is not None:
