@@ -33,8 +33,6 @@ def add_method_command(subparsers: Any, command: str, config_cls: type, help: st
 
 def run_method_command(args: argparse.Namespace, config_cls: type) -> int:
     """Load the model, apply the method, print its report and accuracy, write `--out`."""
-    import torch
-
     from slimkit.cli._common import check_out, load_model, make_loader, resolve_task, top1
     from slimkit.compress import Context, compress, spec_of
     from slimkit.compress.cliargs import config_from_args

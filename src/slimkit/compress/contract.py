@@ -23,7 +23,7 @@ from torch import nn
 
 from slimkit._registry import Registry
 from slimkit.errors import UserError
-from slimkit.selection import MethodConfig, Selection
+from slimkit.selection import MethodConfig
 
 __all__ = ["MethodConfig", "Context", "Report", "Result", "MethodSpec", "METHODS", "register",
            "spec_of", "compress", "FAMILIES", "KINDS"]

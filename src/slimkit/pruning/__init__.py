@@ -14,6 +14,11 @@ Three plain steps (score -> mask/keep-set -> apply), one entry point:
 - `methods`: Han'15 magnitude, Li'17 L1 filters, network slimming, SSL, SFP, He'17 LASSO.
 - `sensitivity`: per-layer accuracy vs sparsity, plot, and per-layer ratios.
 - `sparse`: CSR `SparseLinear` / `SparseConv2d`, `to_sparse`, safetensors save/load.
+- `keep`: masks that stay (parametrizations): `attach_masks`, `remove_masks`, `squash`,
+  `save_masked` / `load_masked`.
+- `api` (`prune`, `prune_with_ratio`), `config` (`PruneConfig`), `registry` (`METHODS`),
+  `targets` (`measure`, `search_ratio`): the older all-methods entry point. New code:
+  `slimkit.compress.prune(model, L1FilterConfig(...), example_inputs=x)` -> model + report.
 """
 
 from slimkit.pruning.api import METHODS, TARGETS, PruneConfig, prune, search_ratio
