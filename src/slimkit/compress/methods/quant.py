@@ -120,7 +120,7 @@ def _pact(model, cfg, ctx):
     ctx.keep_masks(out)
     _fit(out, ctx, "pact", cfg.epochs, cfg.lr, [PACTRegularizer(cfg.alpha_decay)])
     remove_masks(out)
-    rows = tuple({"layer": n, "act_bits": m.bits, "alpha": round(float(m.alpha), 4)}
+    rows = tuple({"layer": n, "act_bits": m.bits, "alpha": round(float(m.alpha.detach()), 4)}
                  for n, m in out.named_modules() if isinstance(m, PACT))
     rows += tuple({"layer": n, "weight_bits": m.weight_bits} for n, m in out.named_modules()
                   if hasattr(m, "weight_bits") and isinstance(m, (nn.Conv2d, nn.Linear)))
