@@ -44,11 +44,13 @@ def test_decode_recovers_encoded_box():
     assert det["boxes"][0].tolist() == pytest.approx([14.0, 9.0, 30.0, 17.0])
 
 
-@pytest.mark.parametrize("name", ["detection", "segmentation"])
+@pytest.mark.parametrize("name", ["detection", "segmentation", "unet-transpose"])
 def test_prune_shrink_equals_masked(name):
     from slimkit.graph import DependencyGraph, apply_channel_mask, shrink
+    from slimkit.tasks import UNetLite
 
-    model = TASKS.get(name).build_model(width=4).eval()
+    model = (UNetLite(4, upsample="transpose") if name == "unet-transpose"
+             else TASKS.get(name).build_model(width=4)).eval()
     x = torch.randn(2, 1, 32, 32)
     graph = DependencyGraph.build(model, x[:1])
     keep = {}

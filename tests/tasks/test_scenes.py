@@ -62,6 +62,6 @@ def test_bad_config(kw):
 
 
 def test_fashion(shared_datasets):
-    ds = SceneDataset(SceneConfig(size=32, n=3, scale=(10, 16), source="fashion-mnist",
+    ds = SceneDataset(SceneConfig(size=32, n=3, scale=(10, 16), source="fashion-mnist", split="test",
                                   root=str(shared_datasets / "fashion-mnist")))
     assert ds.canvases.shape == (3, 32, 32)

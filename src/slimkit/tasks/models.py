@@ -9,9 +9,10 @@ outside the traced forward.
   backbone and two heads; the output `(N, C + 4, S/4, S/4)` holds per-location class heatmap
   logits (channels 0..C-1), box width/height in stride units (C, C+1) and the sub-cell
   centre offset (C+2, C+3).
-- `UNetLite` (Ronneberger, Fischer & Brox, "U-Net", MICCAI 2015), two levels down and up
-  (nearest upsampling or ConvTranspose2d) with skip concatenations; output `(N, C + 1, S, S)`
-  per-pixel class logits (0 = background).
+- `UNetLite` (Ronneberger, Fischer & Brox, "U-Net", MICCAI 2015), three levels down and up
+  (nearest upsampling or ConvTranspose2d) with skip concatenations and FCN-style class heads
+  at every decoder scale (Long, Shelhamer & Darrell, CVPR 2015), summed; output
+  `(N, C + 1, S, S)` per-pixel class logits (0 = background).
 
 >>> det = CenterNetLite(width=8); det(torch.randn(2, 1, 64, 64)).shape
 torch.Size([2, 14, 16, 16])
@@ -78,27 +79,37 @@ class CenterNetLite(nn.Module):
 
 
 class UNetLite(nn.Module):
-    """Two-level U-Net: encoder (w, 2w), bottleneck 4w, decoder with skip concatenations,
-    1x1 classifier to `num_classes + 1` (background first). `upsample="nearest"` uses
-    nn.Upsample, `"transpose"` a stride-2 ConvTranspose2d."""
+    """U-Net with `levels` poolings: encoder stages of width w, 2w, 4w, 4w, ... (capped at
+    4w), a bottleneck at S / 2^levels, decoder stages that upsample, concatenate the skip and
+    convolve back to the stage's width, and a 1x1 classifier to `num_classes + 1` (background
+    first) at every decoder scale, upsampled and summed (FCN skips). `upsample="nearest"` uses nn.Upsample, `"transpose"` a stride-2 ConvTranspose2d.
+    The input side must be divisible by 2^levels."""
 
     def __init__(self, width: int = 8, num_classes: int = 10, in_channels: int = 1,
-                 upsample: str = "nearest") -> None:
+                 upsample: str = "nearest", levels: int = 3) -> None:
         super().__init__()
         _check(width, num_classes, in_channels)
         if upsample not in ("nearest", "transpose"):
             raise UserError(f"upsample must be 'nearest' or 'transpose', got {upsample!r}")
-        w = width
+        if not isinstance(levels, int) or not 1 <= levels <= 5:
+            raise UserError(f"levels must be an int in 1..5, got {levels!r}")
         self.num_classes = num_classes
-        self.enc1 = nn.Sequential(conv_bn_relu(in_channels, w), conv_bn_relu(w, w))
-        self.enc2 = nn.Sequential(conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, 2 * w))
-        self.mid = nn.Sequential(conv_bn_relu(2 * w, 4 * w), conv_bn_relu(4 * w, 4 * w))
+        chans = [width * min(2 ** i, 4) for i in range(levels + 1)]  # stages..., bottleneck
+        self.enc = nn.ModuleList()
+        c_prev = in_channels
+        for c in chans[:-1]:
+            self.enc.append(nn.Sequential(conv_bn_relu(c_prev, c), conv_bn_relu(c, c)))
+            c_prev = c
         self.pool = nn.MaxPool2d(2)
-        self.up2 = self._up(4 * w, upsample)
-        self.up1 = self._up(2 * w, upsample)
-        self.dec2 = conv_bn_relu(6 * w, 2 * w)
-        self.dec1 = conv_bn_relu(3 * w, w)
-        self.out = nn.Conv2d(w, num_classes + 1, 1)
+        self.mid = nn.Sequential(conv_bn_relu(chans[-2], chans[-1]), conv_bn_relu(chans[-1], chans[-1]))
+        self.up = nn.ModuleList(self._up(chans[i + 1], upsample) for i in range(levels))
+        self.dec = nn.ModuleList(conv_bn_relu(chans[i + 1] + chans[i], chans[i]) for i in range(levels))
+        # FCN-style skip heads (Long et al. 2015): class logits from every decoder scale, the
+        # coarse ones upsampled and summed, so class identity need not squeeze through the
+        # narrow full-resolution stage
+        self.heads = nn.ModuleList(nn.Conv2d(chans[i], num_classes + 1, 1) for i in range(levels))
+        self.head_up = nn.ModuleList(nn.Upsample(scale_factor=2 ** i, mode="nearest")
+                                     for i in range(1, levels))
 
     @staticmethod
     def _up(c: int, mode: str) -> nn.Module:
@@ -107,9 +118,15 @@ class UNetLite(nn.Module):
         return nn.Upsample(scale_factor=2, mode="nearest")
 
     def forward(self, x: Tensor) -> Tensor:
-        e1 = self.enc1(x)                       # (N, w, S, S)
-        e2 = self.enc2(self.pool(e1))           # (N, 2w, S/2, S/2)
-        m = self.mid(self.pool(e2))             # (N, 4w, S/4, S/4)
-        d2 = self.dec2(torch.cat([self.up2(m), e2], 1))   # (N, 2w, S/2, S/2)
-        d1 = self.dec1(torch.cat([self.up1(d2), e1], 1))  # (N, w, S, S)
-        return self.out(d1)                     # (N, C + 1, S, S)
+        skips = []
+        for i, stage in enumerate(self.enc):
+            x = stage(x if i == 0 else self.pool(x))  # (N, chans[i], S / 2^i, S / 2^i)
+            skips.append(x)
+        x = self.mid(self.pool(x))                    # (N, chans[-1], S / 2^levels, ...)
+        logits = None
+        for i in reversed(range(len(self.dec))):
+            x = self.dec[i](torch.cat([self.up[i](x), skips[i]], 1))  # (N, chans[i], ...)
+            y = self.heads[i](x)                      # (N, C + 1, S / 2^i, S / 2^i)
+            y = self.head_up[i - 1](y) if i > 0 else y
+            logits = y if logits is None else logits + y
+        return logits                                 # (N, C + 1, S, S)

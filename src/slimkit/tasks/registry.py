@@ -73,7 +73,7 @@ TASKS.register("detection")(Task(
 TASKS.register("segmentation")(Task(
     name="segmentation", metric="miou", build_model=UNetLite,
     loss=lambda out, t: losses.segmentation_loss(out, t, dice_weight=0.5),
-    kd_loss=losses.segmentation_kd, evaluate=evaluate_segmentation, outputs=("out",)))
+    kd_loss=losses.segmentation_kd, evaluate=evaluate_segmentation, outputs=("heads.*",)))
 
 
 def get_task(task: Any) -> Task:
