@@ -219,3 +219,28 @@ def test_shipped_recipes_run_end_to_end(name, tmp_path):
     assert side["ratios"]["r_p"] < 1.0
     if name == "lenet5-deep-compression.yaml":
         assert side["ratios"]["r_p"] < 0.1     # pruned + 5-bit codes + Huffman
+
+
+@pytest.mark.slow  # ~5 s: fine-tune, PTQ and the int8 export
+def test_sparse_then_int8_chain_keeps_zeros_and_exports(tmp_path):
+    """magnitude -> finetune -> ptq -> export int8: the zeros reach the int8 file's model."""
+    import torch
+
+    from slimkit import zoo
+    from slimkit.pruning.keep import count_zeros, masked_layers
+
+    ctx = _tiny_ctx(tmp_path)
+    model = zoo.create("lenet5")
+    chain = [("magnitude", {"ratio": 0.5, "exclude": ["fc2"]}), ("finetune", {"epochs": 1}),
+             ("ptq", {}), ("export", {"format": "int8", "file": "m.onnx"})]
+    zeros = None
+    for name, params in chain:
+        step = STEPS.get(name)
+        model = step.apply(model, step.config(params), ctx)
+        if name == "magnitude":
+            zeros = count_zeros(model)
+    assert not masked_layers(model) and model.qspec
+    assert sum(int((m.weight == 0).sum()) for n, m in model.named_modules()
+               if n in ("conv1", "conv2", "fc1")) >= zeros
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    assert torch.isfinite(model(torch.zeros(1, 1, 28, 28))).all()

@@ -200,7 +200,8 @@ def compress(model: nn.Module, config: Any, context: Context | None = None, *,
     context = dataclasses.replace(context, masked=masked)
     work = remove_masks(copy.deepcopy(model))   # handlers see plain layers
     result = spec.handler(work, config, context)
-    if masked or spec.sparse:
+    if (masked or spec.sparse) and spec.produces != "quantized":
+        # frozen fake-quantized models are not trained further: their zeros stay as they are
         names = set(masked) | (set(_zero_layers(result.model)) if spec.sparse else set())
         carry_masks(result.model, sorted(names))
     if strict and result.report.warnings:
