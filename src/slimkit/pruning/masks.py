@@ -21,7 +21,6 @@ CNNs", 2017), for a conv weight (O, I, kH, kW) or a linear weight (O, I):
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable
 
 import torch
@@ -159,26 +158,14 @@ def default_targets(model: nn.Module, types: tuple = (nn.Conv2d, nn.Linear)) -> 
 def select_targets(
     model: nn.Module, include: Iterable[str] | None = None, ignore: Iterable[str] = ()
 ) -> list[str]:
-    """Layer names to prune: `include` globs (default: all conv/linear) minus `ignore` globs.
+    """Layer names to prune: `include` globs (default: all conv/linear) minus `ignore` globs,
+    matched by `slimkit.selection` (a glob that matches no layer raises, so typos are caught)."""
+    from slimkit.selection import match_globs
 
-    A glob that matches no layer raises, so typos are caught.
-    """
     names = default_targets(model)
-    if include is not None:
-        include = list(include)
-        for pat in include:
-            if not any(fnmatch.fnmatch(n, pat) for n in names):
-                raise UserError(
-                    f"layer pattern {pat!r} matches no conv/linear layer; layers: {', '.join(names)}"
-                )
-        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in include)]
-    for pat in ignore:
-        if not any(fnmatch.fnmatch(n, pat) for n in default_targets(model)):
-            raise UserError(
-                f"ignore pattern {pat!r} matches no conv/linear layer; layers: {', '.join(default_targets(model))}"
-            )
-        names = [n for n in names if not fnmatch.fnmatch(n, pat)]
-    return names
+    chosen = set(names) if include is None else match_globs(names, list(include), "include")
+    chosen -= match_globs(names, list(ignore), "ignore")
+    return [n for n in names if n in chosen]
 
 
 class Pruner:
