@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from slimkit._registry import Registry
 
 if TYPE_CHECKING:
-    from slimkit.distill.trainer import DistillConfig
+    from slimkit.distill.config import DistillConfig
 
 
 # ---------------------------------------------------------------- plain functions
