@@ -175,3 +175,10 @@ def test_flipped_bit_and_legacy_checkpoints(tmp_path):
     torch.save(obj, tmp_path / "old.pt")
     with pytest.warns(UserWarning, match="no checksum"):
         assert load_checkpoint(tmp_path / "old.pt")["meta"] == {"note": "x"}
+
+
+def test_fit_refuses_to_resume_from_another_architecture(tmp_path):
+    fit(mlp(), loader(blobs(32)), epochs=1, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(UserError, match="last.pt was saved from a different architecture"):
+        fit(mlp(classes=4), loader(blobs(32, classes=4)), epochs=2, checkpoint_dir=tmp_path,
+            resume=True, progress=False)

@@ -274,7 +274,7 @@ def _default_loss(loss_fn: LossFn | None, label_smoothing: float) -> LossFn:
 
 
 def _restore(path: Path, model: nn.Module, opt, sched, device) -> tuple[History, int]:
-    ckpt = load_checkpoint(path, map_location=device)
+    ckpt = load_checkpoint(path, map_location=device, model=model)  # refuses another arch
     model.load_state_dict(ckpt["model"])
     if ckpt["optimizer"] is not None:
         opt.load_state_dict(ckpt["optimizer"])
