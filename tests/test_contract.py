@@ -21,10 +21,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from slimkit import zoo
+from slimkit.cli import compress as compress_cmd
 from slimkit.compress import METHODS, Context, compress, config_from_dict, config_to_dict
 from slimkit.compress.cliargs import add_config_args, config_from_args
 from slimkit.compress.methods import pruning as P  # noqa: F401  (registers)
 from slimkit.distill import DistillConfig
+from slimkit.errors import UserError
 from slimkit.lowrank import LowRankConfig
 from slimkit.pruning.keep import squash
 from slimkit.quant import (
@@ -327,3 +329,40 @@ def test_family_verbs_refuse_other_families_and_configs_refuse_unknown_fields():
     with pytest.raises(UserError, match="unknown key.*granularity"):
         config_from_dict(P.L1FilterConfig, {"granularity": "element"})
     assert quantize(_model("lenet300"), PTQConfig(), calib=_data("lenet300")).model.qspec
+
+
+# ---- `slimkit compress METHOD`: a command per registered method, flags from its config ----
+
+
+def _compress_parser():
+    p = argparse.ArgumentParser()
+    compress_cmd.add_parser(p.add_subparsers())
+    return p
+
+
+def test_every_registered_method_is_a_command():
+    p = _compress_parser()
+    for name in METHODS.names():
+        args = p.parse_args(["compress", name, "lenet300", "--out", "x.onnx"])
+        assert args.method == name
+
+
+def test_nm_and_han_flags_reach_their_configs(tmp_path, capsys):
+    p = _compress_parser()
+    out = tmp_path / "nm.pt"
+    assert compress_cmd.run(p.parse_args(["compress", "nm", "lenet300", "--n", "1", "--m", "4",
+                                 "--exclude", "fc3", "--out", str(out)])) == 0
+    assert "'delivered': 0.75" in capsys.readouterr().out or out.exists()
+    from slimkit.train import load_model
+
+    w = load_model(out).fc1.weight
+    assert float((w == 0).float().mean()) == 0.75
+    args = p.parse_args(["compress", "han", "lenet300", "--ratio", "0.9", "--steps", "3",
+                         "--out", str(tmp_path / "h.pt")])
+    assert args.cfg__steps == 3 and args.cfg__ratio == 0.9
+
+
+def test_quantized_results_are_written_as_onnx(tmp_path):
+    p = _compress_parser()
+    with pytest.raises(UserError, match="use a .onnx file name"):
+        compress_cmd.run(p.parse_args(["compress", "ptq", "lenet300", "--out", str(tmp_path / "q.pt")]))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import re
 import typing
@@ -42,6 +43,7 @@ def _dest(name: str, prefix: str) -> str:
     return "cfg__" + (prefix.replace(".", "__") + name)
 
 
+@functools.cache
 def field_help(cls: type) -> dict[str, str]:
     """{field: help}: the `# comment` after the field in the source, else the sentence of
     the class docstring (or a base class's) that names the field."""

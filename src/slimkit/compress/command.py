@@ -43,7 +43,8 @@ def run_method_command(args: argparse.Namespace, config_cls: type) -> int:
     spec = spec_of(cfg)
     out = check_out(args.out, "--out", inputs=(args.checkpoint,),
                     suffixes=(".pt", ".pth", ".onnx"))
-    if spec.family == "decompose" and out.suffix != ".onnx":
+    if (spec.family == "decompose" or spec.produces in ("quantized", "lowbit", "shared",
+                                                        "hashed")) and out.suffix != ".onnx":
         raise UserError(f"--out {out}: {spec.name} changes the layers, so the result is "
                         "written as ONNX; use a .onnx file name")
     loaded = load_model(args.checkpoint)
@@ -73,8 +74,12 @@ def run_method_command(args: argparse.Namespace, config_cls: type) -> int:
     plain = squash(res.model)
     if out.suffix == ".onnx":
         from slimkit.deploy.onnx_export import export_onnx
+        from slimkit.deploy.onnx_int8 import export_int8_onnx
 
-        export_onnx(plain, shape, out)
+        if getattr(plain, "qspec", None):
+            export_int8_onnx(plain, shape, out, calib=train)
+        else:
+            export_onnx(plain, shape, out)
     else:
         try:
             save_model(out, plain, arch=loaded.arch, arch_kwargs=loaded.arch_kwargs, task=task,
