@@ -165,7 +165,8 @@ def _q_make(folder: Path) -> Path:
     cfg = PTQConfig(weight_bits=4, act_bits=8, bias_correction=True)
     q = quantize_ptq(model, cfg, calib=[torch.randn(4, 1, 28, 28)])
     path = folder / "orig.q.safetensors"
-    save_quantized(path, q, arch="lenet5", config=cfg, arch_kwargs={"num_classes": 10})
+    save_quantized(path, q, arch="lenet5", config=cfg, arch_kwargs={"num_classes": 10},
+                   task={"data": "mnist5k", "input_shape": [1, 28, 28], "classes": 10})
     return path
 
 

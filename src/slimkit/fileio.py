@@ -382,15 +382,18 @@ def check_finite(tensors: Mapping[str, Tensor], source: str) -> None:
 
 
 def check_metadata(meta: Mapping[str, str], tensors: Mapping[str, Tensor], source: str, *,
-                   fmt: str, legacy: str | None, keys: Iterable[str], what: str) -> None:
-    """Check a safetensors file's ``format``, its metadata keys (no missing, no unknown ones)
-    and its checksum. A file in the ``legacy`` format (written before checksums existed) must
-    carry no checksum; it loads with a `UserWarning` saying that corruption cannot be detected.
+                   fmt: str, legacy: str | None, keys: Iterable[str], what: str,
+                   optional: Iterable[str] = ()) -> None:
+    """Check a safetensors file's ``format``, its metadata keys (all of ``keys``, any of
+    ``optional``, no others) and its checksum. A file in the ``legacy`` format (written before
+    checksums existed) must carry no checksum; it loads with a `UserWarning` saying that
+    corruption cannot be detected.
     """
     got = meta.get("format")
     if got != fmt and (legacy is None or got != legacy):
         raise FormatError(f"{source}: not a {what} (format {got!r}, expected {fmt!r})")
     want = {"format", *keys} | ({CHECKSUM_KEY} if got == fmt else set())
+    want |= set(optional) & set(meta)
     if set(meta) != want:
         missing, extra = sorted(want - set(meta)), sorted(set(meta) - want)
         raise FormatError(f"{source}: corrupt file: metadata keys missing {missing}, "

@@ -74,3 +74,22 @@ def test_legacy_file_loads_with_a_warning_and_missing_file_is_a_user_error(qfile
         assert torch.equal(back(x), ref(x))
     with pytest.raises(UserError, match="no quantized model file"):
         load_quantized(tmp_path / "none.safetensors")
+
+
+def test_optional_task_record_round_trips_and_is_validated(qfile, tmp_path):
+    from safetensors import safe_open
+
+    path, tensors, meta = qfile
+    q = load_quantized(path)
+    task = {"data": "mnist5k", "input_shape": [1, 28, 28], "classes": 10}
+    out = save_quantized(tmp_path / "t.safetensors", q, arch="lenet5",
+                         config=PTQConfig(weight_bits=4, act_bits=8),
+                         arch_kwargs={"num_classes": 10}, task=task)
+    load_quantized(out)
+    with safe_open(str(out), framework="pt") as f:
+        assert json.loads(f.metadata()["task"]) == task
+    with pytest.raises(UserError, match="'task' is not a JSON object"):
+        load_quantized(_write(tmp_path / "b.safetensors", tensors, {**meta, "task": "[1]"}))
+    with pytest.raises(UserError, match="plain JSON"):
+        save_quantized(tmp_path / "c.safetensors", q, arch="lenet5",
+                       config=PTQConfig(), task={"x": object()})

@@ -74,9 +74,11 @@ def save_quantized(
     arch: str,
     config: PTQConfig,
     arch_kwargs: Mapping[str, Any] | None = None,
+    task: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a PTQ model (from `quantize_ptq(zoo.create(arch, **arch_kwargs), config, ...)`)
-    atomically, with a SHA-256 checksum of the whole content in the metadata."""
+    atomically, with a SHA-256 checksum of the whole content in the metadata. ``task`` (plain
+    JSON data: data set, input shape, classes, ...) is stored as the optional ``task`` key."""
     if not isinstance(config, PTQConfig):
         raise UserError(f"config must be a PTQConfig, got {type(config).__name__}")
     state = {k: v.detach().contiguous().clone() for k, v in qmodel.state_dict().items()}
@@ -87,6 +89,13 @@ def save_quantized(
         "config": _config_to_json(config),
         "qspec": qspec_to_json(getattr(qmodel, "qspec", None) or build_qspec(qmodel), indent=None),
     }
+    if task is not None:
+        if not isinstance(task, Mapping):
+            raise UserError(f"task must be a dict of plain data, got {type(task).__name__}")
+        try:
+            meta["task"] = json.dumps(dict(task), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"task must be plain JSON data ({e})") from None
     out = Path(path)
     write_safetensors(out, state, meta)
     return out
@@ -113,8 +122,11 @@ def _load(p: Path) -> nn.Module:
     except FormatError as e:
         raise FormatError(f"{p}: not a safetensors file or corrupt ({e})") from None
     check_metadata(meta, state, source, fmt=QFILE_FORMAT, legacy=LEGACY_FORMAT,
-                   keys={"arch", "arch_kwargs", "config", "qspec"},
+                   keys={"arch", "arch_kwargs", "config", "qspec"}, optional={"task"},
                    what="slimkit quantized model file")
+    if "task" in meta and not isinstance(parse_json(meta["task"], f"{source}: metadata 'task'"),
+                                         (dict, type(None))):
+        raise FormatError(f"{source}: corrupt file: 'task' is not a JSON object")
     config = _config_from_json(meta["config"], source)
     arch_kwargs = parse_json(meta["arch_kwargs"], f"{source}: metadata 'arch_kwargs'")
     if not isinstance(arch_kwargs, dict):
