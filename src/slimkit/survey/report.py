@@ -1,0 +1,199 @@
+"""`run_survey`: every table, then one markdown file and one self-contained HTML report.
+
+The HTML goes through `slimkit.metrics.html` (inline style, every plot a base64 PNG, no
+network). The header of both states the host (CPU model and the flags that matter for int8),
+the load, the command and the wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from slimkit.survey.tables import TableOut
+
+__all__ = ["host_lines", "markdown", "pareto_figure", "render", "run_survey"]
+
+
+def host_lines() -> list[str]:
+    """CPU model, the SIMD flags that decide int8 speed, core count and load."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return [f"CPU: {model}; flags: {' '.join(shown) or 'none of avx2/avx512/vnni'}; "
+            f"{os.cpu_count()} logical cores",
+            f"Load average (1, 5, 15 min) at the end of the run: {load}"]
+
+
+def _md_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(no rows)"]
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    return out
+
+
+def markdown(tables: Sequence[TableOut], header: Sequence[str]) -> str:
+    lines = ["# The survey's comparisons, reproduced by `slimkit survey`", ""]
+    lines += [f"- {h}" for h in header] + [""]
+    for t in tables:
+        lines += [f"## {t.title}", "", t.setting, "", "Ours:", ""] + _md_table(t.rows) + [""]
+        if t.published:
+            lines += ["Published:", ""] + _md_table(t.published) + [""]
+        lines += [f"- {n}" for n in t.notes] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def pareto_figure(s34: TableOut):
+    """Top-1 vs parameter bytes, vs relative latency (r_T) and vs modelled energy, per task;
+    the Pareto front (nothing smaller/faster/cheaper is as accurate) joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from slimkit.survey.tables import pareto
+
+    tasks = list(s34.data)
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(13, 3.6 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        d = s34.data[task]
+        names = ["original"] + list(d["methods"])
+        recs = [d["base"]] + [m["new"] for m in d["methods"].values()]
+        lats = [1.0] + [m["ratios"]["r_T"] for m in d["methods"].values()]
+        for col, (xs, label) in enumerate((
+                ([r["param_bytes"] / 1024 for r in recs], "parameter size (KB)"),
+                (lats, "latency relative to the original (r_T)"),
+                ([r["energy_uj"]["device1"] for r in recs], "modelled energy, device 1 (uJ)"))):
+            ax = axes[row][col]
+            ys = [100 * r["top1"] for r in recs]
+            pts = [(x, y) for x, y in zip(xs, ys) if x is not None]
+            for name, x, y in zip(names, xs, ys):
+                if x is None:
+                    continue
+                ax.scatter(x, y, s=36)
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+            front = sorted(pts[i] for i in pareto(pts))
+            if len(front) > 1:
+                ax.plot(*zip(*front), "k--", lw=0.8, alpha=0.6)
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("top-1 (%)")
+            ax.set_title(task, fontsize=9)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        from slimkit.metrics.html import Figure
+
+        return Figure(fig, caption="Section 3.4: accuracy vs size, latency and energy; the "
+                      "dashed line joins the Pareto front")
+    finally:
+        plt.close(fig)
+
+
+def kd_figure(kd: TableOut):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from slimkit.metrics.html import Figure
+
+    per = kd.data["per_seed"]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, key in enumerate(("alone", "kd", "teacher")):
+        ax.scatter([i] * len(per), [100 * r[key] for r in per], s=30)
+    ax.set_xticks([0, 1, 2], ["student alone", "student + KD", "teacher"])
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        return Figure(fig, caption="Distillation: one point per seed")
+    finally:
+        plt.close(fig)
+
+
+def render(tables: Sequence[TableOut], header: Sequence[str], md_path: Path,
+           html_path: Path) -> None:
+    from slimkit.fileio import atomic_write
+    from slimkit.metrics.html import Section, Table, write_html
+
+    atomic_write(md_path, markdown(tables, header).encode())
+    sections = [Section("Run", text="\n\n".join(header))]
+    for t in tables:
+        figs = []
+        if t.key == "section34" and t.data:
+            figs.append(pareto_figure(t))
+        if t.key == "distillation" and t.data.get("per_seed"):
+            figs.append(kd_figure(t))
+        tabs = [Table(t.rows, caption="Ours")]
+        if t.published:
+            tabs.append(Table(t.published, caption="Published (survey / paper)"))
+        sections.append(Section(t.title, text="\n\n".join([t.setting, *t.notes]),
+                                tables=tabs, figures=figs))
+    write_html(html_path, "The survey's comparisons, reproduced by slimkit survey", sections)
+
+
+def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoints=None,
+               command: str = "slimkit survey", log=print) -> dict[str, Any]:
+    """Compute (or read back) every table; write ``OUT/survey.md`` and ``OUT/survey.html``."""
+    import torch
+
+    from slimkit.metrics import measure_host
+    from slimkit.survey import tables as T
+    from slimkit.survey.setup import Survey, default_checkpoints, env_budget
+
+    t0 = time.perf_counter()
+    b = env_budget(budget)
+    s = Survey(b, Path(out), data_root=data_root,
+               checkpoints=checkpoints if checkpoints is not None else default_checkpoints())
+    done: list[TableOut] = []
+    for fn in (T.table6, T.table7, T.deep_compression, T.section34):
+        log(f"[survey] {fn.__name__} ...")
+        done.append(fn(s))
+    small = b.name == "smoke"
+    host = measure_host(n=256 if small else 1024, copy_mb=8 if small else 64,
+                        repeats=2 if small else 5, threads=1)
+    log("[survey] table8 ...")
+    done.append(T.table8(s, done[-1], host=host))
+    log("[survey] distillation ...")
+    done.append(T.distillation(s))
+    wall = time.perf_counter() - t0
+    header = [*host_lines(), f"torch {torch.__version__}, 1 intra-op thread for latency",
+              f"Command: `{command}`",
+              f"Budget: {b.name}; wall time {wall:.0f} s; cells computed {s.cache.computed}, "
+              f"read from the cache {s.cache.reused}"
+              + (f", refused (damaged, recomputed) {len(s.cache.refused)}"
+                 if s.cache.refused else ""),
+              "Every number below was measured by this run (or read back from its cell cache); "
+              "published values are quoted beside ours, never mixed in."]
+    md, html = Path(out) / "survey.md", Path(out) / "survey.html"
+    render(done, header, md, html)
+    return {"tables": done, "markdown": md, "html": html, "wall_s": wall,
+            "computed": s.cache.computed, "reused": s.cache.reused,
+            "refused": list(s.cache.refused)}
