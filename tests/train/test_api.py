@@ -26,8 +26,8 @@ def test_history_round_trips_and_rejects_unknown_fields():
     h.steps = 7
     assert History.from_dict(h.to_dict()) == h
     assert h.best_val_top1 == 0.4 and h.last("lr") == 0.1 and "| 1 |" in h.table()
-    assert h.summary() == ("1 epochs, 7 steps, train loss 1.0000, train acc 0.5000, "
-                           "val top1 0.4000 (best 0.4000)")
+    assert h.summary() == ("1 epochs, 7 steps, train loss 1.0000, train acc 50.00%, "
+                           "val top-1 40.00% (best 40.00%)")
     import pytest
 
     with pytest.raises(ValueError, match="bogus"):

@@ -12,7 +12,8 @@ import sys
 from typing import Callable, Sequence
 
 # Each command lives in slimkit/cli/<name>.py and exposes add_parser(subparsers) and run(args).
-COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "run", "auto", "demo")
+COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "lowrank", "distill", "compress",
+            "run", "auto", "demo")
 # The one-line help of each command for `slimkit --help`, without importing the command.
 SUMMARIES = {
     "train": "train a zoo model",
@@ -21,7 +22,10 @@ SUMMARIES = {
     "compare": "six ratios of a compressed model to its original",
     "prune": "prune a model (structured or unstructured)",
     "quantize": "post-training quantization (PTQ, DFQ, mixed precision)",
-    "run": "run a YAML recipe (prune, quantize, share, lowrank, finetune steps)",
+    "lowrank": "factorise conv/linear layers (SVD, Tucker-2, CP)",
+    "distill": "train a student from a teacher (KD, attention, FitNets ...)",
+    "compress": "apply any registered method by name (slimkit compress METHOD --help)",
+    "run": "run a YAML recipe (any method, finetune, distill and export steps)",
     "auto": "find the recipe that meets a latency / size / MACs target on this host",
     "demo": "train, compress and compare LeNet-5 (no data needed)",
 }

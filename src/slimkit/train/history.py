@@ -52,9 +52,9 @@ class History:
     def summary(self) -> str:
         """One line: epochs, steps, last train loss/accuracy, last and best val top-1."""
         text = (f"{self.epochs} epochs, {self.steps} steps, train loss "
-                f"{self.last('train_loss'):.4f}, train acc {self.last('train_acc'):.4f}")
+                f"{self.last('train_loss'):.4f}, train acc {100 * self.last('train_acc'):.2f}%")
         if not math.isnan(self.best_val_top1):
-            text += f", val top1 {self.last('val_top1'):.4f} (best {self.best_val_top1:.4f})"
+            text += f", val top-1 {100 * self.last('val_top1'):.2f}% (best {100 * self.best_val_top1:.2f}%)"
         return text + (f", stopped early ({self.stopped})" if self.stopped else "")
 
     def to_dict(self) -> dict[str, Any]:

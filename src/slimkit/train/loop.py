@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -26,12 +27,15 @@ from tqdm.auto import tqdm
 
 from slimkit.train import distributed as D
 from slimkit.train.checkpoint import load_checkpoint, save_checkpoint
+from slimkit.progress import is_terminal
 from slimkit.threads import apply_threads
 from slimkit.train.history import History
 from slimkit.errors import UserError
 from slimkit.train.hooks import Hook, HookList
 from slimkit.train.optim import build_optimizer, build_schedule
 from slimkit.train.seed import reseed_epoch, rng_state, seed_everything, set_rng_state
+
+LOG_EVERY_S = 10.0  # plain progress lines when stderr is not a terminal
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 LAST = "last.pt"
@@ -163,8 +167,10 @@ def fit(
         reseed_epoch(train_loader, seed, epoch)
         model.train()
         stats, step_s, t_epoch = torch.zeros(3, dtype=torch.float64), 0.0, time.perf_counter()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, leave=False)
-        n_steps = 0
+        # a bar on a terminal; in a log or a pipe, a plain line every LOG_EVERY_S seconds
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not (show and is_terminal()),
+                   leave=False)
+        n_steps, last_line = 0, time.perf_counter()
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if channels_last and x.dim() == 4:
@@ -191,8 +197,12 @@ def fit(
             with torch.no_grad():
                 correct = (logits.argmax(1) == y).sum().item()
             stats += torch.tensor([loss.item() * y.shape[0], correct, y.shape[0]], dtype=torch.float64)
-            if show:
-                bar.set_postfix(loss=f"{stats[0] / stats[2]:.4f}", acc=f"{stats[1] / stats[2]:.3f}")
+            if show and not bar.disable:
+                bar.set_postfix(loss=f"{stats[0] / stats[2]:.4f}", acc=f"{100 * stats[1] / stats[2]:.1f}%")
+            elif show and time.perf_counter() - last_line >= LOG_EVERY_S:
+                last_line = time.perf_counter()
+                print(f"epoch {epoch + 1}/{epochs}: step {n_steps}/{steps_per_epoch} loss "
+                      f"{stats[0] / stats[2]:.4f} acc {100 * stats[1] / stats[2]:.2f}%", file=sys.stderr, flush=True)
             if max_steps is not None and history.steps >= max_steps:
                 history.stopped = "max_steps"
             elif time_budget_s is not None and time.perf_counter() - t_run >= time_budget_s:
@@ -294,7 +304,7 @@ def _sync_buffers(model: nn.Module) -> None:
 
 def _epoch_line(h: History, epoch: int, epochs: int) -> str:
     val = "" if math.isnan(h.last("val_top1")) else (
-        f" val top1 {h.last('val_top1'):.4f} top5 {h.last('val_top5'):.4f}"
+        f" val top-1 {100 * h.last('val_top1'):.2f}% top-5 {100 * h.last('val_top5'):.2f}%"
     )
     return (f"epoch {epoch + 1}/{epochs}: loss {h.last('train_loss'):.4f} "
-            f"acc {h.last('train_acc'):.4f}{val} ({h.last('epoch_time_s'):.1f} s)")
+            f"acc {100 * h.last('train_acc'):.2f}%{val} ({h.last('epoch_time_s'):.1f} s)")
