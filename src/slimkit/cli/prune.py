@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from slimkit.metrics import count_macs, count_params
-    from slimkit.pruning import prune
+    from slimkit.pruning.api import prune_with_ratio
     from slimkit.train import evaluate, save_model
 
     cfg = _config(args)
@@ -119,13 +119,12 @@ def run(args: argparse.Namespace) -> int:
         check_shape_fits(model, shape, args.checkpoint, "its input shape")
     x = torch.zeros(1, *shape)
     acc_before = evaluate(model, test)["top1"] if test is not None else None
-    small = prune(model, cfg, example_inputs=x, data=train)
+    small, used = prune_with_ratio(model, cfg, example_inputs=x, data=train)
 
     before, after = count_params(model), count_params(small)
     nz = sum(int((p != 0).sum()) for p in small.parameters())
     macs_b = count_macs(model, shape).total
     macs_a = count_macs(small, shape, skip_zeros=True).total
-    used = getattr(small, "slimkit_prune_ratio", cfg.ratio)
     print(f"{cfg.method}: params {before:,} -> {after:,} (non-zero {nz:,}, kept "
           f"{100 * nz / max(before, 1):.1f}%), MACs {macs_b:,} -> {macs_a:,} (ratio used "
           f"{used:.3f})")
