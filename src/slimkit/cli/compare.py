@@ -39,39 +39,35 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def _measure_deployed(model, shape, loader):
-    """Measure `model` as it deploys: a quantized model's bits feed the energy model and its
-    latency is that of its int8 export in onnxruntime, not of the float simulation."""
-    import dataclasses
-    import tempfile
-
+def _measure_deployed(model, shape, loader, tmp):
+    """Measure `model` as it deploys, latency aside: a quantized model's bits feed the energy
+    model. Returns (measurement, what to time): a quantized model is timed as its int8 export
+    in onnxruntime, not as the float simulation."""
     from slimkit.deploy.onnx_int8 import int8_runtime, quantized_bits
-    from slimkit.metrics import measure, measure_latency
+    from slimkit.metrics import measure
     from slimkit.train import evaluate
 
     bits = quantized_bits(model)
     wbits, abits = bits or (32, 32)
     m = measure(model, shape, loader, evaluate, skip_zeros=True, weight_bits=wbits,
-                act_bits=abits, latency=bits is None)
+                act_bits=abits, latency=False)
     if bits is None:
-        return m
-    with tempfile.TemporaryDirectory(prefix="slimkit-compare-") as tmp:
-        runtime = int8_runtime(model, shape, f"{tmp}/int8.onnx", calib=loader)
-        return dataclasses.replace(m, latency_ms=measure_latency(runtime, shape).median_ms)
+        return m, model
+    return m, int8_runtime(model, shape, f"{tmp}/int8.onnx", calib=loader)
 
 
-def _measure_onnx(loaded, shape, loader):
-    """An ONNX file as deployed: its accuracy and latency in onnxruntime, its size on disk,
-    and the MACs recorded by `slimkit quantize` (None for a foreign ONNX file)."""
+def _measure_onnx(loaded, loader):
+    """An ONNX file as deployed: its accuracy in onnxruntime, its size on disk, and the MACs
+    recorded by `slimkit quantize` (None for a foreign ONNX file); timed by the caller."""
     from slimkit.cli._common import ONNX_MACS_KEY
-    from slimkit.metrics import Measurement, measure_latency
+    from slimkit.metrics import Measurement
     from slimkit.train import evaluate
 
     macs = loaded.meta.get(ONNX_MACS_KEY)
     return Measurement(
         accuracy=evaluate(loaded.model, loader)["top1"],
         param_bytes=loaded.model.storage_bytes(),
-        latency_ms=measure_latency(loaded.model, shape).median_ms,
+        latency_ms=None,
         macs=int(macs) if macs and str(macs).isdigit() else None,
         index_bits=0,
     )
@@ -100,9 +96,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import tempfile
 
+    from slimkit.deploy.onnx_export import export_onnx
     from slimkit.deploy.onnx_int8 import quantized_bits
-    from slimkit.metrics import Report, measure, onnx_latency
+    from slimkit.metrics import Report, measure
+    from slimkit.metrics.latency import paired_latency
     from slimkit.train import evaluate
 
     weights = parse_weights(args.weights)
@@ -137,18 +136,28 @@ def run(args: argparse.Namespace) -> int:
                         f"{compressed.arch}; pass --any-arch to compare different "
                         "architectures (e.g. a distilled student)")
     report = Report(title=f"{args.compressed} vs {args.original}", weights=weights)
-    base = measure(original.model, shape, test, evaluate)
-    if compressed.kind == "onnx" or quantized_bits(compressed.model) is not None:
-        base = dataclasses.replace(base, latency_ms=onnx_latency(original.model, shape).median_ms)
-        print("latency: both models in onnxruntime (the original in fp32, the quantized one "
-              "as its int8 QDQ export)")
+    base = measure(original.model, shape, test, evaluate, latency=False)
+    with tempfile.TemporaryDirectory(prefix="slimkit-compare-") as tmp:
+        if compressed.kind == "onnx":
+            measured, runtime = _measure_onnx(compressed, test), compressed.model
+        else:
+            measured, runtime = _measure_deployed(compressed.model, shape, test, tmp)
+        reference = original.model
+        if compressed.kind == "onnx" or quantized_bits(compressed.model) is not None:
+            reference = str(export_onnx(original.model, shape, f"{tmp}/original.onnx"))
+            print("latency: both models in onnxruntime (the original in fp32, the compressed one "
+                  "as deployed in int8)")
+        # one protocol: pinned threads, warm-up, interleaved rounds, paired median ratio
+        lo, lc, r_t = paired_latency(reference, runtime, shape)
+    base = dataclasses.replace(base, latency_ms=lo.median_ms)
+    measured = dataclasses.replace(measured, latency_ms=lc.median_ms)
     report.add(args.original, "original", base, baseline=base)
-    if compressed.kind == "onnx":
-        measured = _measure_onnx(compressed, shape, test)
-    else:
-        measured = _measure_deployed(compressed.model, shape, test)
-    report.add(args.compressed, "compressed", measured, baseline=base)
+    report.add(args.compressed, "compressed", measured, baseline=base, latency=r_t)
     print(report.to_markdown())
+    print(f"latency: {lo.median_ms:.3f} vs {lc.median_ms:.3f} ms, r_T {r_t.value:.3f} "
+          f"(paired over {r_t.rounds} interleaved rounds, spread {100 * r_t.spread:.0f}%, "
+          f"{lo.threads} thread{'s' if lo.threads > 1 else ''})"
+          + ("" if r_t.stable else f"; r_T not reported: {r_t.reason}"))
     if args.out:
         paths = report.write(args.out)
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
