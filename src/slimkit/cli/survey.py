@@ -42,11 +42,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise UserError(f"--data-root {args.data_root} is not a folder")
+    if args.checkpoints is not None and not Path(args.checkpoints).is_dir():
+        raise UserError(f"--checkpoints {args.checkpoints} is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("survey.md", "survey.html"):
         check_out(out / name, flag="--out")
-    if args.checkpoints is not None and not Path(args.checkpoints).is_dir():
-        raise UserError(f"--checkpoints {args.checkpoints} is not a folder")
 
     from slimkit.survey.report import run_survey
 

@@ -68,7 +68,7 @@ def six_ratios(base: dict[str, Any], new: dict[str, Any], r_T: float | None,
         if a is None or b is None:
             return None
         if b == 0:
-            return 1.0 if a == 0 else None
+            return 1.0 if a == 0 else float("inf")
         return a / b
 
     return {"r_A": div(base["top1"], new["top1"]),

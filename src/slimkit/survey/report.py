@@ -157,6 +157,7 @@ def render(tables: Sequence[TableOut], header: Sequence[str], md_path: Path,
         sections.append(Section(t.title, text="\n\n".join([t.setting, *t.notes]),
                                 tables=tabs, figures=figs))
     write_html(html_path, "The survey's comparisons, reproduced by slimkit survey", sections)
+    html_path.chmod(md_path.stat().st_mode & 0o777)   # same permissions as the markdown
 
 
 def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoints=None,

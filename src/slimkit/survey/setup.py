@@ -47,6 +47,7 @@ class Budget:
     kd_epochs: int
     teacher_epochs: int
     batch_size: int = 128
+    t7_arch: str = "vgg16"   # Table 7's network; the smoke budget uses AlexNet as a stand-in
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -56,11 +57,11 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", digits_train_n=512, cifar_train_n=64, test_n=64,
-                    train_epochs=1, train_max_steps=2, vgg_train_n=16, ft_steps=1,
+                    train_epochs=1, train_max_steps=2, vgg_train_n=64, ft_steps=1,
                     lenet_ft_steps=2, kmeans_iter=5, cp_iter=1,
                     cp_layers=("features.3",), latency_rounds=3, latency_budget_s=0.5,
                     kd_seeds=1, kd_train_n=512, kd_epochs=1, teacher_epochs=1,
-                    batch_size=32),
+                    batch_size=32, t7_arch="alexnet"),
     "quick": Budget("quick", digits_train_n=6000, cifar_train_n=2500, test_n=1000,
                     train_epochs=3, train_max_steps=0, vgg_train_n=600, ft_steps=10,
                     lenet_ft_steps=60, kmeans_iter=30, cp_iter=3,
