@@ -65,7 +65,9 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = pri
     Each step is measured after it runs (the six ratios against the starting model); an
     `export` step writes its file and `<file>.ratios.json` beside it."""
     from slimkit import data
+    from slimkit.deploy.onnx_export import export_onnx
     from slimkit.metrics import Report, measure, measure_latency
+    from slimkit.metrics.latency import paired_latency
     from slimkit.pruning.keep import squash
     from slimkit.train import evaluate
 
@@ -83,6 +85,7 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = pri
     base = measure(model, shape, test_loader, evaluate)
     report.add(label, "original", base, baseline=base)
     chain, wbits, abits, sparse = [], 32, 32, False
+    original_onnx = None  # the original as onnxruntime runs it, when a step deploys there
     for name, cfg in recipe.steps:
         step = STEPS.get(name)
         log(f"step {name}: {cfg}")
@@ -93,13 +96,19 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = pri
         sparse = sparse or step.sparse
         plain = squash(model)
         m = measure(plain, shape, test_loader, evaluate, weight_bits=wbits, act_bits=abits,
-                    skip_zeros=sparse)
-        deployed = step.deploy(model, ctx)
-        if deployed is not None:  # time what really runs, not a simulation of it
-            m = dataclasses.replace(m, latency_ms=measure_latency(deployed, shape).median_ms)
+                    skip_zeros=sparse, latency=False)
+        deployed = step.deploy(model, ctx)  # time what really runs, not a simulation of it
+        reference = ctx.original
+        if deployed is not None:  # onnxruntime: the original runs there too, in fp32
+            if original_onnx is None:
+                original_onnx = export_onnx(ctx.original, shape, out / "original-fp32.onnx")
+            reference = str(original_onnx)
+        # one protocol for r_T: pinned threads, interleaved rounds, paired median ratio
+        _, lc, r_t = paired_latency(reference, deployed if deployed is not None else plain, shape)
+        m = dataclasses.replace(m, latency_ms=lc.median_ms)
         if name == "export" and ctx.exported is not None:
             m = dataclasses.replace(m, param_bytes=ctx.exported.stat().st_size)
-        report.add(label, " + ".join(chain), m, baseline=base)
+        report.add(label, " + ".join(chain), m, baseline=base, latency=r_t)
         if name == "export" and ctx.exported is not None:
             _write_ratios(ctx.exported, report.rows[-1])
     report.write(out)
