@@ -138,6 +138,30 @@ def kd_figure(kd: TableOut):
         plt.close(fig)
 
 
+def sensitivity_figure(t: TableOut):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from slimkit.metrics.html import Figure
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [100 * sp for sp in t.data["sparsities"]]
+    for name, accs in t.data["accuracy"].items():
+        ax.plot(xs, [100 * a for a in accs], "o-", label=name)
+    ax.axhline(100 * t.data["baseline"], color="k", ls="--", lw=0.8, label="unpruned")
+    ax.set_xlabel("weights pruned in that layer (%)")
+    ax.set_ylabel("top-1 (%)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        return Figure(fig, caption="Sensitivity: top-1 with one layer pruned at a time")
+    finally:
+        plt.close(fig)
+
+
 def render(tables: Sequence[TableOut], header: Sequence[str], md_path: Path,
            html_path: Path) -> None:
     from slimkit.fileio import atomic_write
@@ -151,6 +175,8 @@ def render(tables: Sequence[TableOut], header: Sequence[str], md_path: Path,
             figs.append(pareto_figure(t))
         if t.key == "distillation" and t.data.get("per_seed"):
             figs.append(kd_figure(t))
+        if t.key == "sensitivity" and t.data.get("accuracy"):
+            figs.append(sensitivity_figure(t))
         tabs = [Table(t.rows, caption="Ours")]
         if t.published:
             tabs.append(Table(t.published, caption="Published (survey / paper)"))
@@ -184,6 +210,8 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
     done.append(T.table8(s, done[-1], host=host))
     log("[survey] distillation ...")
     done.append(T.distillation(s))
+    log("[survey] sensitivity ...")
+    done.append(T.sensitivity(s))
     wall = time.perf_counter() - t0
     header = [*host_lines(), f"torch {torch.__version__}, 1 intra-op thread for latency",
               f"Command: `{command}`",

@@ -18,7 +18,7 @@ from slimkit.survey.methods import describe
 from slimkit.survey.setup import Survey
 
 __all__ = ["TableOut", "table6", "table7", "deep_compression", "section34", "table8",
-           "distillation", "FIVE", "composite5", "pareto"]
+           "distillation", "sensitivity", "FIVE", "composite5", "pareto"]
 
 # the survey's five criteria (accuracy, parameters, latency, MACs, energy), equal weights
 FIVE = ("r_A", "r_p", "r_T", "r_c", "r_E")
@@ -566,3 +566,40 @@ def distillation(s: Survey) -> TableOut:
     return TableOut("distillation", "Distillation in Hinton's setting",
                     f"Ours: {ds['name']}, {b.kd_seeds} seed(s), budget '{b.name}'. Paper: MNIST.",
                     rows, published, notes, {"per_seed": per_seed})
+
+
+# -- Sensitivity (Han et al. 2015, figure 6) -------------------------------------------------
+SENS_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+def sensitivity(s: Survey) -> TableOut:
+    """Per-layer top-1 of LeNet-5 with one layer magnitude-pruned at a time, no retraining."""
+    b = s.budget
+    ds = s.dataset("digits")
+    base, binfo = s.baseline("lenet5", "digits", b.digits_train_n)
+
+    def compute(cfg):
+        from slimkit.pruning import sensitivity_analysis
+        from slimkit.train import evaluate
+
+        _, test_loader = s.loaders(ds, b.digits_train_n)
+        sens = sensitivity_analysis(base, lambda m: evaluate(m, test_loader)["top1"],
+                                    SENS_SPARSITIES)
+        return {"baseline": sens.baseline, "sparsities": list(sens.sparsities),
+                "accuracy": {k: list(v) for k, v in sens.accuracy.items()},
+                "layer_params": dict(sens.layer_params)}
+
+    r = s.cache.run(s.cell_config(cell="sensitivity", arch="lenet5", data=ds["name"],
+                                  train_n=b.digits_train_n, baseline=binfo["origin"],
+                                  sparsities=list(SENS_SPARSITIES)), compute)
+    rows = [{"layer": name, "weights": r["layer_params"].get(name),
+             **{f"{sp:.0%} pruned": _pct(a) for sp, a in zip(r["sparsities"], accs)}}
+            for name, accs in r["accuracy"].items()]
+    notes = [f"Data: {ds['differs']}. Each layer pruned alone by weight magnitude, no "
+             f"retraining; baseline top-1 {_pct(r['baseline'])}.",
+             "Han et al. (2015, figure 6) find the first conv and the last layers the most "
+             "sensitive and the large FC layer the least: the same shape is what to look for "
+             "here."]
+    return TableOut("sensitivity", "Pruning sensitivity of LeNet-5, layer by layer",
+                    f"Ours: LeNet-5 on {ds['name']}, test subset {b.test_n or 'all'}. "
+                    "Paper: LeNet/AlexNet on MNIST/ImageNet.", rows, [], notes, r)
