@@ -45,8 +45,10 @@ def test_second_run_computes_nothing(tmp_path):
     again = [second.run({"i": i}, compute) for i in range(3)]
     assert calls == [0, 1, 2]                      # nothing computed
     assert second.computed == 0 and second.reused == 3
-    assert again == results == [{"square": i * i, "nested": {"xs": [1, 2.5, None, "a"]}}
-                                for i in range(3)]
+    assert again == results
+    assert all(r.pop("_compute_s") >= 0 for r in results)   # the cell's cost, kept with it
+    assert results == [{"square": i * i, "nested": {"xs": [1, 2.5, None, "a"]}} for i in range(3)]
+    assert second.compute_s == first.compute_s
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{cell_key({'i': i})}.json" for i in range(3))
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -71,13 +72,15 @@ class CellCache:
     """Cell results under ``root`` (``OUT/cache``), one ``<key>.json`` file per cell.
 
     ``computed`` and ``reused`` count this process's cells; ``refused`` lists the files that
-    were damaged and recomputed.
+    were damaged and recomputed; ``compute_s`` sums the seconds each cell took when it was
+    computed (stored with it as ``_compute_s``), so a resumed run still knows its full cost.
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.computed = 0
         self.reused = 0
+        self.compute_s = 0.0
         self.refused: list[str] = []
 
     def path(self, config: Mapping[str, Any]) -> Path:
@@ -137,8 +140,12 @@ class CellCache:
         cached = self.get(config)
         if cached is not None:
             self.reused += 1
+            self.compute_s += float(cached.get("_compute_s", 0.0))
             return cached
-        result = compute(json.loads(canonical_json(config)))
+        start = time.perf_counter()
+        result = dict(compute(json.loads(canonical_json(config))))
+        result.setdefault("_compute_s", round(time.perf_counter() - start, 3))
         self.put(config, result)
         self.computed += 1
+        self.compute_s += result["_compute_s"]
         return json.loads(json.dumps(_plain(result, "result")))

@@ -215,8 +215,9 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
     wall = time.perf_counter() - t0
     header = [*host_lines(), f"torch {torch.__version__}, 1 intra-op thread for latency",
               f"Command: `{command}`",
-              f"Budget: {b.name}; wall time {wall:.0f} s; cells computed {s.cache.computed}, "
-              f"read from the cache {s.cache.reused}"
+              f"Budget: {b.name}; wall time of this invocation {wall:.0f} s; cells computed "
+              f"{s.cache.computed}, read from the cache {s.cache.reused}; the cells' own compute "
+              f"time, summed over the runs that computed them: {s.cache.compute_s:.0f} s"
               + (f", refused (damaged, recomputed) {len(s.cache.refused)}"
                  if s.cache.refused else ""),
               "Every number below was measured by this run (or read back from its cell cache); "
@@ -224,5 +225,6 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
     md, html = Path(out) / "survey.md", Path(out) / "survey.html"
     render(done, header, md, html)
     return {"tables": done, "markdown": md, "html": html, "wall_s": wall,
+            "compute_s": s.cache.compute_s,
             "computed": s.cache.computed, "reused": s.cache.reused,
             "refused": list(s.cache.refused)}

@@ -171,12 +171,16 @@ class Survey:
             try:
                 model = load_model(model_path).eval()
                 self.cache.reused += 1
+                self.cache.compute_s += float(cached.get("_compute_s", 0.0))
                 return model, cached
             except (OSError, ValueError) as exc:
                 import warnings
 
                 warnings.warn(f"survey cache: baseline {model_path} refused ({exc}); "
                               "training it again", stacklevel=2)
+        import time
+
+        start = time.perf_counter()
         train_loader, test_loader = self.loaders(ds, train_n)
         if ckpt is not None:
             model = load_model(ckpt).eval()
@@ -197,11 +201,13 @@ class Survey:
         acc = evaluate(model, test_loader)
         result = {"top1": acc["top1"], "top5": acc["top5"], "origin": origin,
                   "train_images": len(train_loader.dataset),
-                  "test_images": len(test_loader.dataset)}
+                  "test_images": len(test_loader.dataset),
+                  "_compute_s": round(time.perf_counter() - start, 3)}
         model_path.parent.mkdir(parents=True, exist_ok=True)
         save_model(model_path, model, arch=arch)
         self.cache.put(config, result)
         self.cache.computed += 1
+        self.cache.compute_s += result["_compute_s"]
         return model, result
 
     def cell_config(self, **kw: Any) -> dict[str, Any]:
