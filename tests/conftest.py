@@ -8,6 +8,15 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATASETS = Path(os.environ.get("SLIMKIT_SHARED_DATASETS", SHARED / "datasets"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Latency tables and data caches written by tests go to a session folder, not the
+    user's ~/.cache (an explicit SLIMKIT_CACHE is kept)."""
+    if "SLIMKIT_CACHE" not in os.environ:
+        os.environ["SLIMKIT_CACHE"] = str(tmp_path_factory.mktemp("slimkit-cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

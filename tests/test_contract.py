@@ -21,6 +21,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from slimkit import zoo
+from slimkit.auto.amc import AMCConfig
+from slimkit.auto.haq import HAQConfig
+from slimkit.auto.netadapt import NetAdaptConfig
 from slimkit.cli import compress as compress_cmd
 from slimkit.compress import METHODS, Context, compress, config_from_dict, config_to_dict
 from slimkit.compress.cliargs import add_config_args, config_from_args
@@ -66,6 +69,12 @@ FAST = {
     "lowrank": LowRankConfig(method="svd", rank=4),
     "distill": DistillConfig(loss="kd", epochs=1),
 }
+FAST.update({
+    "amc": AMCConfig(target_macs=0.6, episodes=3, warmup=2),
+    "netadapt": NetAdaptConfig(target=0.8, step=0.2, short_steps=1, confirm=False, backend="torch",
+                               max_iterations=2),
+    "haq": HAQConfig(target=0.5, episodes=2, warmup=2, act_bits=8),
+})
 try:
     from slimkit.lowrank.separable import SeparableConfig
 
@@ -74,7 +83,7 @@ except ImportError:
     pass
 
 SLOW_MODELS = {"resnet20"}                       # training methods on resnet20 take seconds
-QUICK_ON_RESNET = {"magnitude", "nm", "l1_filter", "ptq", "share", "hash", "lowrank",
+QUICK_ON_RESNET = {"magnitude", "nm", "l1_filter", "ptq", "share", "hash", "lowrank", "amc", "netadapt", "haq",
                    "separable"}
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from slimkit.auto.ddpg import DDPG
 from slimkit.errors import UserError
+from slimkit.selection import MethodConfig
 
 __all__ = ["AMCConfig", "AMCResult", "MacModel", "amc"]
 
@@ -37,9 +38,11 @@ _STATE_DIM = 9
 
 
 @dataclass(frozen=True)
-class AMCConfig:
-    """``target_macs``: MACs budget as a fraction of the original; ``episodes`` in all, the
-    first ``warmup`` with random actions; keep ratios in ``[min_keep, 1]`` (AMC: 0.2)."""
+class AMCConfig(MethodConfig):
+    """AMC channel pruning (He et al. 2018). target_macs: MACs budget as a fraction of the
+    original; episodes: search episodes, the first `warmup` with random actions; min_keep:
+    smallest keep ratio of a group (AMC: 0.2); seed: the agent's seed. Layers outside
+    include/exclude are left whole."""
 
     target_macs: float = 0.5
     episodes: int = 100
@@ -48,6 +51,7 @@ class AMCConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 < self.target_macs < 1.0:
             raise UserError(f"AMCConfig.target_macs must be in (0, 1), got {self.target_macs!r}")
         if not 0.0 < self.min_keep < 1.0:
@@ -166,6 +170,13 @@ def _shrunk(model, graph, groups, counts: Mapping[str, int]) -> nn.Module:
     return shrink(model, graph, keep)
 
 
+def _plain(config: AMCConfig) -> dict:
+    """The search-defining fields (not `episodes`: a longer search resumes a shorter one)."""
+    d = asdict(config)
+    d.pop("episodes")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
 def _save(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -181,14 +192,14 @@ def _save(path: Path, state: dict) -> None:
 
 
 def amc(model: nn.Module, config: AMCConfig, *, input_shape: Sequence[int], val_loader: Iterable,
-        checkpoint: str | os.PathLike | None = None) -> AMCResult:
+        checkpoint: str | os.PathLike | None = None, ignore: Sequence[str] = ()) -> AMCResult:
     """Search per-group keep ratios for ``model`` under ``config.target_macs``; returns the best
     pruned copy (the input is untouched). With ``checkpoint``, progress is saved atomically
-    after every episode and a rerun resumes from it."""
+    after every episode and a rerun resumes from it. ``ignore``: layers left whole."""
     from slimkit.graph import DependencyGraph
 
     model = model.eval()
-    graph = DependencyGraph.build(model, torch.zeros(1, *input_shape))
+    graph = DependencyGraph.build(model, torch.zeros(1, *input_shape), ignore=tuple(ignore))
     groups = graph.prunable_groups
     if not groups:
         raise UserError("amc: the model has no prunable channel group")
@@ -211,6 +222,8 @@ def amc(model: nn.Module, config: AMCConfig, *, input_shape: Sequence[int], val_
             state = torch.load(ckpt, weights_only=True)
             agent.load_state_dict(state["agent"])
             start, history = int(state["episode"]), list(state["history"])
+            if dict(state["config"]) != _plain(config):
+                raise ValueError("it was written by a search with another configuration")
             best = state["best"]
         except Exception as exc:  # any corruption: one clear error, nothing overwritten
             raise UserError(f"{ckpt}: not an AMC checkpoint of this search ({type(exc).__name__}: {exc})") from None
@@ -253,7 +266,7 @@ def amc(model: nn.Module, config: AMCConfig, *, input_shape: Sequence[int], val_
         log.info("amc episode %d: top-1 %.2f%%, MACs %.3f", episode, 100 * reward, macs(fractions) / macs.total)
         if ckpt is not None:
             _save(ckpt, {"agent": agent.state_dict(), "episode": episode + 1, "history": history,
-                         "best": best, "config": asdict(config)})
+                         "best": best, "config": _plain(config)})
 
     counts = _counts(groups, best["keep"])
     small = _shrunk(model, graph, groups, counts)

@@ -32,6 +32,7 @@ from torch import nn
 
 from slimkit.auto.ddpg import DDPG
 from slimkit.errors import UserError
+from slimkit.selection import MethodConfig
 
 __all__ = ["HAQConfig", "HAQResult", "Layer", "cost", "haq", "layers_of"]
 
@@ -41,8 +42,9 @@ BUDGETS = ("size", "energy", "latency")
 
 
 @dataclass(frozen=True)
-class HAQConfig:
-    """``budget`` kind and ``target`` as a fraction of its all-8-bit cost; bits in
+class HAQConfig(MethodConfig):
+    """HAQ mixed precision (Wang et al. 2019). ``budget`` kind and ``target`` as a fraction
+    of its all-8-bit cost (layers outside include/exclude stay float and are not counted); bits in
     ``[min_bits, max_bits]``; ``episodes`` (the first ``warmup`` random); ``device`` names a
     survey profile (``device1``..``device3``) for the latency budget; ``act_bits`` fixes the
     activation bits (None: the agent chooses them too)."""
@@ -58,6 +60,7 @@ class HAQConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         from slimkit.metrics.devices import SURVEY_DEVICES
 
         if self.budget not in BUDGETS:
@@ -183,18 +186,23 @@ def _fit_budget(layers, bits, budget, limit, device, min_bits, lower_acts=True) 
     return [tuple(b) for b in bits]
 
 
-def quantize_with(model: nn.Module, layers: Sequence[Layer], bits, calib: Any) -> nn.Module:
+def quantize_with(model: nn.Module, layers: Sequence[Layer], bits, calib: Any,
+                  skip: Sequence[str] = ()) -> nn.Module:
     from slimkit.quant.ptq import PTQConfig, quantize_ptq
 
-    cfg = PTQConfig(observer="minmax", layer_bits={layer.name: b for layer, b in zip(layers, bits)})
+    cfg = PTQConfig(observer="minmax", layer_bits={layer.name: b for layer, b in zip(layers, bits)},
+                    skip=tuple(skip))
     return quantize_ptq(model, cfg, calib)
 
 
 def haq(model: nn.Module, config: HAQConfig, *, input_shape: Sequence[int], calib: Any,
-        val_loader: Iterable) -> HAQResult:
+        val_loader: Iterable, skip: Sequence[str] = ()) -> HAQResult:
     """Search per-layer (weight, activation) bits under ``config``'s budget; the input model is
-    untouched; the result holds the best assignment and its quantized model."""
-    layers = layers_of(model, input_shape)
+    untouched; the result holds the best assignment and its quantized model. ``skip``: layers
+    kept float."""
+    layers = [layer for layer in layers_of(model, input_shape) if layer.name not in set(skip)]
+    if not layers:
+        raise UserError("haq: every Conv2d/Linear layer is excluded")
     eight = [(8, 8)] * len(layers)
     full = cost(layers, eight, config.budget, config.device)
     limit = config.target * full
@@ -229,7 +237,7 @@ def haq(model: nn.Module, config: HAQConfig, *, input_shape: Sequence[int], cali
                              lower_acts=config.act_bits is None)
         # the actions stored are those actually taken after the budget was enforced
         actions = [torch.tensor([min(1.0, ((b - config.min_bits) + 0.5) / span)]) for pair in chosen for b in pair]
-        q = quantize_with(model, layers, chosen, calib)
+        q = quantize_with(model, layers, chosen, calib, skip)
         reward = _top1(q, val_loader)
         agent.remember(states, actions, reward)
         if episode >= config.warmup:

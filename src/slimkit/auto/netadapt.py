@@ -25,6 +25,7 @@ from torch import nn
 
 from slimkit.auto.lut import LatencyTable
 from slimkit.errors import UserError
+from slimkit.selection import MethodConfig
 
 __all__ = ["NetAdaptConfig", "NetAdaptResult", "Iteration", "netadapt"]
 
@@ -32,12 +33,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class NetAdaptConfig:
-    """``target``: latency as a fraction of the original (0.5 = half); ``step``: budget cut
-    per iteration as a fraction of the original latency (the paper's delta-R, decayed by
-    ``decay`` each iteration); ``short_steps`` batches of SGD at ``lr`` per proposal;
-    ``long_epochs`` of fine-tuning at the end; ``round_to`` keeps channel counts multiples of
-    N; ``confirm`` measures the chosen network each iteration."""
+class NetAdaptConfig(MethodConfig):
+    """NetAdapt (Yang et al. 2018). target: latency as a fraction of the original (0.5 =
+    half); step: budget cut per iteration as a fraction of the original latency (the paper's
+    delta-R, decayed by `decay` each iteration); short_steps: SGD batches at `lr` per
+    proposal; long_epochs: fine-tuning at the end; round_to: channel counts kept are
+    multiples of N; confirm: measure the chosen network each iteration; backend: the latency
+    table's runtime (onnxruntime or torch, batch 1, 1 thread, this host)."""
 
     target: float = 0.5
     step: float = 0.05
@@ -48,8 +50,14 @@ class NetAdaptConfig:
     round_to: int = 1
     max_iterations: int = 100
     confirm: bool = True
+    backend: str = "onnxruntime"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        from slimkit.auto.lut import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise UserError(f"NetAdaptConfig.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not 0.0 < self.target < 1.0:
             raise UserError(f"NetAdaptConfig.target must be in (0, 1) (a fraction of the original "
                             f"latency), got {self.target!r}")
@@ -172,14 +180,16 @@ def _fewest_to_remove(model, graph, group, budget_ms, predict, round_to) -> tupl
 def netadapt(model: nn.Module, config: NetAdaptConfig, *, input_shape: Sequence[int],
              train_loader: Iterable, val_loader: Iterable, table: LatencyTable | None = None,
              measure: Callable[[nn.Module], float] | None = None,
-             long_finetune: Callable[[nn.Module], None] | None = None) -> NetAdaptResult:
+             long_finetune: Callable[[nn.Module], None] | None = None,
+             ignore: Sequence[str] = ()) -> NetAdaptResult:
     """Run NetAdapt on a copy of ``model`` until its predicted latency is ``config.target`` x
     the original. ``table`` defaults to this host's cached onnxruntime batch-1 table;
     ``measure(model) -> ms`` confirms each chosen network (default: the table's backend, 1
-    thread); ``long_finetune(model)`` replaces the default long-term fine-tune."""
+    thread); ``long_finetune(model)`` replaces the default long-term fine-tune; ``ignore``:
+    layers left whole."""
     from slimkit.graph import DependencyGraph
 
-    table = table or LatencyTable.for_host("onnxruntime", 1, 1)
+    table = table or LatencyTable.for_host(config.backend, 1, 1)
     if measure is None:
         from slimkit.metrics.latency import measure_latency, onnx_latency
 
@@ -202,7 +212,7 @@ def netadapt(model: nn.Module, config: NetAdaptConfig, *, input_shape: Sequence[
             result.reached = True
             break
         budget = max(latency - budget_step, result.target_ms)
-        graph = DependencyGraph.build(current, example)
+        graph = DependencyGraph.build(current, example, ignore=tuple(ignore))
         proposals = []
         for group in graph.prunable_groups:
             found = _fewest_to_remove(current, graph, group, budget, predict, config.round_to)
