@@ -54,3 +54,20 @@ def test_lasso_cd_matches_scikit_learn():
     )
     torch.testing.assert_close(ours, torch.from_numpy(ref.coef_), atol=1e-7, rtol=1e-6)
     assert 0 < int((ours == 0).sum()) < 10 or int((ours != 0).sum()) == 10
+
+
+@pytest.mark.parametrize("role", ["depthwise", "grouped"])
+def test_layer_pairs_skip_groups_with_depthwise_or_grouped_members(role):
+    from types import SimpleNamespace
+
+    from slimkit.pruning.methods.channel_lasso import _layer_pairs
+
+    from ._fakes import FakeMember
+
+    consumer = FakeMember("c2", nn.Conv2d(8, 4, 1), "in")
+    plain = SimpleNamespace(id="a", size=8, prunable=True,
+                            members=[FakeMember("c1", nn.Conv2d(3, 8, 3), "out"), consumer])
+    other = SimpleNamespace(id="b", size=8, prunable=True,
+                            members=[*plain.members, FakeMember("g", nn.Conv2d(8, 8, 3, groups=2), role)])
+    pairs = _layer_pairs(SimpleNamespace(groups=[plain, other]))
+    assert [(g.id, m.module_name) for g, m in pairs] == [("a", "c2")]

@@ -136,3 +136,39 @@ def test_sfp_zeroed_filters_receive_gradient_and_recover():
     )  # removal also drops the BN shift of the zeroed channels
     masked = apply_channel_mask(model.eval(), graph, hook.keep)
     torch.testing.assert_close(small.eval()(X), masked(X), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("net", ["GroupNormNet", "ResNeXtBlock"])
+def test_sfp_zeroes_exactly_the_filters_shrink_removes(net):
+    # GroupNorm(4, 16) and a grouped conv make one channel own several filters
+    from graph import _heldout
+
+    from slimkit.graph import shrink
+    from slimkit.graph.groups import weight_axis
+
+    model = getattr(_heldout, net)()
+    x = torch.randn(1, 3, 8, 8)
+    hook = SoftFilterHook(model, x, ratio=0.5)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    keep = hook.zero_()
+    small = shrink(model, hook.graph, keep)
+    wide = [g for g in hook.graph.groups if g.id in keep and g.members[0].width > 1]
+    assert wide, "the net has no group whose channels span several filters"
+    for g in hook.graph.groups:
+        if g.id not in keep:
+            continue
+        for mem in g.members:
+            if mem.role != "out":
+                continue
+            axis = weight_axis(mem.module, mem.role)
+            w = mem.module.weight.detach().movedim(axis, 0)
+            zero_rows = {i for i in range(w.shape[0]) if not w[i].any()}
+            kept = g.positions(mem, keep[g.id])
+            assert zero_rows == set(range(w.shape[0])) - set(kept.tolist())
+            shrunk = small.get_submodule(mem.module_name).weight.detach().movedim(axis, 0)
+            assert shrunk.shape[0] == w.shape[0] - len(zero_rows)
+            assert all(shrunk[i].any() for i in range(shrunk.shape[0]))  # no zeroed filter kept
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    producers = {m.module_name for g in hook.graph.groups if g.id in keep
+                 for m in g.members if m.role == "out"}
+    assert changed and {n.rsplit(".", 1)[0] for n in changed} <= producers  # BN, consumers untouched

@@ -91,13 +91,17 @@ def _round(graph, keep: dict[str, Tensor]) -> dict[str, Tensor]:
 def zero_out_channels_(group, removed: Tensor) -> None:
     """Zero the producers' output filters (weight rows and bias) of `removed` channels, in place.
 
-    Consumers and BN are left alone, so the zeroed filters still receive gradient (SFP).
+    A channel may own several filters (a whole conv group, a GroupNorm group): every position
+    `group.positions` gives for it is zeroed, along the axis the member's role cuts. Consumers
+    and BN are left alone, so the zeroed filters still receive gradient (SFP).
     """
+    from slimkit.graph.groups import weight_axis
+
     for mem in group.members:
         if mem.role != "out":
             continue
-        idx = removed.long() + int(mem.offset)
-        mem.module.weight[idx] = 0
+        idx = group.positions(mem, removed)
+        mem.module.weight.index_fill_(weight_axis(mem.module, mem.role), idx, 0)
         if getattr(mem.module, "bias", None) is not None:
             mem.module.bias[idx] = 0
 

@@ -147,7 +147,8 @@ def _inputs(model: nn.Module, names: list[str], batches: list[Tensor]) -> dict[s
 
 
 def _layer_pairs(graph) -> list[tuple[Any, Any]]:
-    """(group, consumer member) where a prunable group feeds exactly one plain conv."""
+    """(group, consumer member) where a prunable group feeds exactly one plain conv (and no
+    depthwise or grouped conv, whose filters would have to follow the channel choice)."""
     pairs = []
     for g in prunable(graph):
         ins = [m for m in g.members if m.role == "in"]
@@ -157,7 +158,7 @@ def _layer_pairs(graph) -> list[tuple[Any, Any]]:
             and ins[0].module.groups == 1
             and ins[0].module.in_channels == g.size
             and int(ins[0].offset) == 0
-            and not any(m.role == "depthwise" for m in g.members)
+            and not any(m.role in ("depthwise", "grouped") for m in g.members)
         ):
             pairs.append((g, ins[0]))
     return pairs
