@@ -126,7 +126,7 @@ def _excluded(model: nn.Module, cfg) -> str | None:
 
 
 def _with_exclude(cfg, model):
-    """The config with one layer excluded (PTQ-style configs: their `skip`)."""
+    """The config with one layer excluded."""
     import dataclasses
 
     last = _excluded(model, cfg)
@@ -135,10 +135,6 @@ def _with_exclude(cfg, model):
     names = {f.name for f in dataclasses.fields(cfg)}
     if "exclude" in names:
         return dataclasses.replace(cfg, exclude=(last,))
-    if "skip" in names:
-        return dataclasses.replace(cfg, skip=(last,))
-    if "base" in names:
-        return dataclasses.replace(cfg, base=dataclasses.replace(cfg.base, skip=(last,)))
     return None
 
 

@@ -50,11 +50,34 @@ def test_quantized_logits_close_to_float(trained):
 
 def test_layer_bits_and_skip(trained):
     x, _ = blobs(32, seed=4)
-    q = quantize_ptq(trained, PTQConfig(layer_bits={"conv*": (4, 8)}, skip=("fc",)), calib=[x])
+    q = quantize_ptq(trained, PTQConfig(layer_bits={"conv*": (4, 8)}, exclude=("fc",)), calib=[x])
     assert q.qspec["conv1"]["weight_bits"] == 4 and q.qspec["conv2"]["weight_bits"] == 4
     assert "fc" not in q.qspec and type(q.fc) is nn.Linear
-    with pytest.raises(UserError, match="match no layer"):
-        quantize_ptq(trained, PTQConfig(skip=("nope*",)), calib=[x])
+    with pytest.raises(UserError, match="exclude glob 'nope\\*' matches no layer"):
+        quantize_ptq(trained, PTQConfig(exclude=("nope*",)), calib=[x])
+    only = quantize_ptq(trained, PTQConfig(include=("conv2",)), calib=[x])
+    assert list(only.qspec) == ["conv2"] and type(only.conv1) is nn.Conv2d
+
+
+def test_skip_is_a_deprecated_alias_of_exclude(trained):
+    import dataclasses
+
+    from slimkit.compress import config_from_dict, config_to_dict
+
+    with pytest.warns(DeprecationWarning, match="use exclude"):
+        cfg = PTQConfig(skip=("fc",), exclude=("conv1",))
+    assert cfg.exclude == ("conv1", "fc") and cfg.skip == ()
+    assert dataclasses.replace(cfg, weight_bits=4).exclude == ("conv1", "fc")
+    with pytest.warns(DeprecationWarning):
+        from_yaml = config_from_dict(PTQConfig, {"skip": ["fc"]}, "recipe step 'ptq'")
+    assert from_yaml == PTQConfig(exclude=("fc",))
+    assert config_from_dict(PTQConfig, config_to_dict(cfg), "x") == cfg
+    x, _ = blobs(16, seed=4)
+    with pytest.warns(DeprecationWarning):
+        q = quantize_ptq(trained, PTQConfig(skip=("fc",)), calib=[x])
+    assert "fc" not in q.qspec and "conv1" in q.qspec
+    with pytest.raises(UserError, match="skip must be a list"):
+        PTQConfig(skip="fc")
 
 
 @pytest.mark.parametrize("observer", ["minmax", "ema_minmax", "percentile", "mse", "kl", "aciq"])
@@ -126,7 +149,7 @@ def test_clear_errors():
 
     with pytest.raises(UserError, match=r"'up' \(ConvTranspose2d\) is not supported"):
         quantize_ptq(WithLSTMish(), PTQConfig(), calib=[torch.randn(2, 1, 4, 4)])
-    q = quantize_ptq(WithLSTMish(), PTQConfig(skip=("up",)), calib=[torch.randn(2, 1, 4, 4)])
+    q = quantize_ptq(WithLSTMish(), PTQConfig(exclude=("up",)), calib=[torch.randn(2, 1, 4, 4)])
     assert list(q.qspec) == ["conv"]
     with pytest.raises(UserError, match="no method is registered for object; known: .*PTQConfig"):
         quantize(SmallNet(), object(), calib=[torch.randn(1, 1, 8, 8)])

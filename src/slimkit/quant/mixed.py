@@ -27,24 +27,28 @@ from slimkit.quant.api import calib_batches, register_quantizer
 from slimkit.quant.core import MAX_BITS, MIN_BITS
 from slimkit.quant.diagnostics import layer_sensitivity, output_sqnr_metric
 from slimkit.quant.fold import fold_bn
-from slimkit.quant.ptq import PTQConfig, quant_layers, quantize_ptq
+from slimkit.quant.ptq import PTQConfig, fold_skip, quant_layers, quantize_ptq
+from slimkit.selection import MethodConfig
 
 __all__ = ["MixedConfig", "assign_bits", "quantize_mixed"]
 
 
 @dataclass(frozen=True)
-class MixedConfig:
+class MixedConfig(MethodConfig):
     """budget_bits: target mean weight bits per weight; candidates: allowed weight bits;
     act_bits: activation bits for every layer; base: other PTQ settings;
-    calib_size: samples used to measure sensitivity."""
+    calib_size: samples used to measure sensitivity. include / exclude: module fqn globs
+    quantized / left in float (added to the base's); skip: deprecated alias of exclude."""
 
     budget_bits: float = 6.0
     candidates: tuple[int, ...] = (8, 6, 4, 3, 2)
     act_bits: int | None = 8
     base: PTQConfig = field(default_factory=PTQConfig)
     calib_size: int = 256
+    skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        fold_skip(self)
         cands = tuple(sorted(set(self.candidates), reverse=True))
         if not cands:
             raise ValueError("candidates must name at least one bit width")
@@ -66,6 +70,14 @@ class MixedConfig:
             )
         if self.calib_size < 1:
             raise ValueError(f"calib_size must be >= 1, got {self.calib_size}")
+        if self.include != ("*",) and self.base.include != ("*",):
+            raise UserError("set include on MixedConfig or on its base, not both")
+
+    def ptq_base(self) -> PTQConfig:
+        """The base PTQ settings with this config's layer selection added."""
+        include = self.include if self.include != ("*",) else self.base.include
+        exclude = self.base.exclude + tuple(g for g in self.exclude if g not in self.base.exclude)
+        return replace(self.base, include=include, exclude=exclude)
 
 
 def _noise(sqnr_db: float) -> float:
@@ -82,7 +94,7 @@ def assign_bits(
     sizes: dict[str, int] = {}
     for b in config.candidates:
         q = quantize_ptq(
-            model, replace(config.base, weight_bits=b, act_bits=config.act_bits), batches
+            model, replace(config.ptq_base(), weight_bits=b, act_bits=config.act_bits), batches
         )
         for row in layer_sensitivity(q, metric, weights_only=True):
             if row["layer"].startswith("("):
@@ -118,7 +130,7 @@ def assign_bits(
 def quantize_mixed(model: nn.Module, config: MixedConfig, calib: Any) -> nn.Module:
     """PTQ with bits from `assign_bits`; the result carries `.bit_assignment` and `.qspec`."""
     assignment = assign_bits(model, calib, config)
-    q = quantize_ptq(model, replace(config.base, layer_bits=assignment), calib)
+    q = quantize_ptq(model, replace(config.ptq_base(), layer_bits=assignment), calib)
     q.bit_assignment = assignment
     return q
 

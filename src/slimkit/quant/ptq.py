@@ -34,6 +34,7 @@ from slimkit.quant.core import MAX_BITS, MIN_BITS, QScheme
 from slimkit.quant.fold import fold_bn
 from slimkit.quant.modules import QUANT_MODULES, QuantMixin
 from slimkit.quant.observers import OBSERVERS
+from slimkit.selection import MethodConfig, match_globs
 
 __all__ = [
     "PTQConfig",
@@ -50,6 +51,24 @@ __all__ = [
 _BIAS_CORRECTION = (False, True, "empirical", "analytic")
 
 
+def fold_skip(cfg: MethodConfig) -> None:
+    """Validate include / exclude and move the deprecated `skip` globs into `exclude`
+    (`skip` reads () afterwards, so a config round-trips without it)."""
+    skip = cfg.skip
+    if isinstance(skip, str) or not isinstance(skip, (tuple, list)) or \
+            not all(isinstance(g, str) for g in skip):
+        raise UserError(f"skip must be a list of fqn globs, got {skip!r}")
+    MethodConfig.__post_init__(cfg)
+    if skip:
+        import warnings
+
+        warnings.warn(f"{type(cfg).__name__}(skip=...) is deprecated; use exclude=...",
+                      DeprecationWarning, stacklevel=4)
+        extra = tuple(g for g in skip if g not in cfg.exclude)
+        object.__setattr__(cfg, "exclude", cfg.exclude + extra)
+    object.__setattr__(cfg, "skip", ())
+
+
 def _check_bits(value: Any, what: str, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -61,7 +80,7 @@ def _check_bits(value: Any, what: str, allow_none: bool = False) -> None:
 
 
 @dataclass(frozen=True)
-class PTQConfig:
+class PTQConfig(MethodConfig):
     """Post-training quantization settings.
 
     weight_bits / act_bits: bit widths (act_bits=None keeps activations float).
@@ -71,7 +90,9 @@ class PTQConfig:
     statistics, data-free). equalize: cross-layer equalization first. bias_absorption:
     DFQ's high-bias absorption across conv -> ReLU -> conv (uses BN statistics).
     layer_bits: {fqn glob: (weight_bits, act_bits)}; the first matching glob wins.
-    skip: fqn globs left in float (a match on a parent skips its children). Globs that match no conv / linear raise.
+    include / exclude: module fqn globs quantized / left in float (the one layer selection,
+    `slimkit.selection`; a glob naming a parent covers its children; a glob matching no
+    module raises). skip: deprecated alias of exclude.
     calib_size: cap on calibration samples (None: all).
     """
 
@@ -99,9 +120,7 @@ class PTQConfig:
             raise ValueError(
                 f"bias_correction must be one of {_BIAS_CORRECTION}, got {self.bias_correction!r}"
             )
-        if isinstance(self.skip, str):
-            raise ValueError("skip must be a tuple of fqn globs, not a string")
-        object.__setattr__(self, "skip", tuple(self.skip))
+        fold_skip(self)
         lb = dict(self.layer_bits)
         for glob, bits in lb.items():
             if not isinstance(bits, (tuple, list)) or len(bits) != 2:
@@ -165,22 +184,30 @@ def _dfq() -> PTQConfig:
 _PARAM_FREE_OK = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
 
-def _plan(model: nn.Module, config: PTQConfig) -> dict[str, tuple[int, int | None]]:
-    """fqn -> (weight_bits, act_bits) for every conv/linear to quantize; checks globs."""
+def _covered(names: list[str], globs: tuple[str, ...], what: str) -> set[str]:
+    """Modules matched by a glob or under a matched parent (a glob matching none raises)."""
+    hit = match_globs(names, globs, what)
+    return {n for n in names if any(n == h or n.startswith(h + ".") for h in hit)}
+
+
+def _plan(model: nn.Module, config: PTQConfig,
+          filter_fn: Callable[[nn.Module, str], bool] | None = None,
+          ) -> dict[str, tuple[int, int | None]]:
+    """fqn -> (weight_bits, act_bits) for every selected conv/linear; checks globs."""
     plan: dict[str, tuple[int, int | None]] = {}
-    used_skip: set[str] = set()
     used_bits: set[str] = set()
+    names = [n for n, _ in model.named_modules() if n]
+    chosen = _covered(names, config.include, "include") if config.include != ("*",) \
+        else set(names)
+    chosen -= _covered(names, config.exclude, "exclude")
     for name, mod in model.named_modules():
-        if not name:
-            continue
-        prefixes = [".".join(name.split(".")[: i + 1]) for i in range(name.count(".") + 1)]
-        skipped = [g for g in config.skip if any(fnmatch.fnmatchcase(p, g) for p in prefixes)]
-        if skipped:
-            used_skip.update(skipped)
+        if not name or name not in chosen:
             continue
         if isinstance(mod, QuantMixin):
             continue
         if type(mod) in QUANT_MODULES:
+            if filter_fn is not None and not filter_fn(mod, name):
+                continue
             bits = (config.weight_bits, config.act_bits)
             for glob, lb in config.layer_bits.items():
                 if fnmatch.fnmatchcase(name, glob):
@@ -193,17 +220,14 @@ def _plan(model: nn.Module, config: PTQConfig) -> dict[str, tuple[int, int | Non
         ):
             raise UserError(
                 f"layer {name!r} ({type(mod).__name__}) is not supported by post-training "
-                f"quantization; supported: Conv2d, Linear. Add it to skip=(...) to keep it float"
+                f"quantization; supported: Conv2d, Linear. Add it to exclude=(...) to keep it "
+                f"float"
             )
-    for globs, used, what in (
-        (config.skip, used_skip, "skip"),
-        (tuple(config.layer_bits), used_bits, "layer_bits"),
-    ):
-        unused = [g for g in globs if g not in used]
-        if unused:
-            raise UserError(
-                f"{what} glob(s) {unused} match no layer; layers: {sorted(plan) or '(none)'}"
-            )
+    unused = [g for g in config.layer_bits if g not in used_bits]
+    if unused:
+        raise UserError(
+            f"layer_bits glob(s) {unused} match no layer; layers: {sorted(plan) or '(none)'}"
+        )
     return plan
 
 

@@ -50,12 +50,12 @@ def _mean_bits(model: nn.Module, rows) -> float | None:
 
 
 def _ptq_skip(model: nn.Module, cfg: PTQConfig, ctx: Context) -> PTQConfig:
-    """The context's filter_fn narrows PTQ's selection (its `skip` globs)."""
+    """The context's filter_fn narrows PTQ's selection (added to its `exclude`)."""
     if ctx.filter_fn is None:
         return cfg
     sel = Selection(filter_fn=ctx.filter_fn)
-    extra = tuple(sel.left_out(model))
-    return dataclasses.replace(cfg, skip=tuple(cfg.skip) + extra) if extra else cfg
+    extra = tuple(n for n in sel.left_out(model) if n not in cfg.exclude)
+    return dataclasses.replace(cfg, exclude=cfg.exclude + extra) if extra else cfg
 
 
 def _quant_report(method: str, model: nn.Module, **summary: Any) -> Report:
@@ -77,8 +77,9 @@ def _ptq(model, cfg, ctx):
           bits=lambda c: (max(c.candidates), c.act_bits or 32))
 def _mixed(model, cfg, ctx):
     calib = ctx.need_calib("mixed")
+    cfg = dataclasses.replace(cfg, base=_ptq_skip(model, cfg.base, ctx))
     assignment = assign_bits(model, calib, cfg)
-    q = quantize_ptq(model, dataclasses.replace(cfg.base, layer_bits=assignment), calib)
+    q = quantize_ptq(model, dataclasses.replace(cfg.ptq_base(), layer_bits=assignment), calib)
     return Result(q, _quant_report("mixed", q, budget_bits=cfg.budget_bits,
                                    assignment={k: list(v) for k, v in assignment.items()}))
 
