@@ -287,8 +287,7 @@ def _load(path: Path, model_skeleton: nn.Module) -> nn.Module:
     for name, info in layers.items():
         new = _build_layer(name, info, tensors, model, source)
         expected |= _stream_keys(name, info)
-        parent, _, leaf = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, leaf, new)
+        model.set_submodule(name, new)
     skip = {f"{n}.{b}" for n in layers for b in ("centroids", "indices")}
     state = model.state_dict()
     want = set(state) - skip

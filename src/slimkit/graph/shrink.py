@@ -153,15 +153,10 @@ def apply_channel_mask(model: nn.Module, graph: DependencyGraph,
                 b[~plan.out] = 0
             twin = _masked_norm(mod, plan.out)
             if twin is not None:
-                _replace(new, name, twin)
+                new.set_submodule(name, twin)
         if plan.inp is not None:
             mod.weight.movedim(weight_axis(mod, "in"), 0)[~plan.inp] = 0
     return new
-
-
-def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, attr, new)
 
 
 # -- physical shrinking ------------------------------------------------------------------
@@ -287,6 +282,5 @@ def shrink(model: nn.Module, graph: DependencyGraph, keep: Mapping[str, Any]) ->
                             f"add it to ignore")
         small = fn(mod, plan)
         small.train(mod.training)
-        parent, _, attr = name.rpartition(".")
-        setattr(new.get_submodule(parent) if parent else new, attr, small)
+        new.set_submodule(name, small)
     return new

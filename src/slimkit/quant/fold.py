@@ -91,12 +91,6 @@ def fold_conv_bn_weights(layer: nn.Module, bn: nn.Module) -> None:
         layer.bias.copy_(new_bias)
 
 
-def _set_submodule(root: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent_name, _, child = fqn.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
 def fold_bn(model: nn.Module) -> nn.Module:
     """New model (same class, deep copy) with every conv->BN / linear->BN pair folded.
 
@@ -106,5 +100,5 @@ def fold_bn(model: nn.Module) -> nn.Module:
     out = copy.deepcopy(model)
     for layer_name, bn_name in pairs:
         fold_conv_bn_weights(out.get_submodule(layer_name), out.get_submodule(bn_name))
-        _set_submodule(out, bn_name, nn.Identity())
+        out.set_submodule(bn_name, nn.Identity())
     return out

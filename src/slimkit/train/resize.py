@@ -67,7 +67,9 @@ def resize_to_state_dict(
         else:
             continue
         if new is not m:
-            _set_submodule(model, name, new)
+            if not name:
+                raise ValueError("cannot resize the root module itself; wrap it in a container")
+            model.set_submodule(name, new)
     return model
 
 
@@ -180,14 +182,6 @@ def _resize_bn(
     )
     ref_t: Any = m.weight if m.weight is not None else m.running_mean
     return new.to(device=ref_t.device, dtype=ref_t.dtype) if ref_t is not None else new
-
-
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
-    if not name:
-        raise ValueError("cannot resize the root module itself; wrap it in a container")
-    parent_name, _, attr = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, attr, new)
 
 
 def shapes_match(model: nn.Module, state_dict: Mapping[str, Tensor]) -> list[str]:
