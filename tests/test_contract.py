@@ -27,7 +27,8 @@ from slimkit.auto.netadapt import NetAdaptConfig
 from slimkit.cli import compress as compress_cmd
 from slimkit.compress import METHODS, Context, compress, config_from_dict, config_to_dict
 from slimkit.compress.cliargs import add_config_args, config_from_args
-from slimkit.compress.methods import pruning as P  # noqa: F401  (registers)
+from slimkit.compress.contract import _load
+from slimkit.compress.methods import pruning as P  # noqa: F401
 from slimkit.distill import DistillConfig
 from slimkit.errors import UserError
 from slimkit.lowrank import LowRankConfig
@@ -93,6 +94,9 @@ REFUSES = {
     ("channel_lasso", "lenet300"): "no prunable layer pair",
     ("separable", "lenet300"): "matches no Conv2d",
 }
+
+
+_load()  # every method module registers (slimkit.auto's too)
 
 
 def _cases():

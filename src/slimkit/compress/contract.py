@@ -163,8 +163,16 @@ def register(name: str, family: str, config: type, *, needs: tuple[str, ...] = (
     return deco
 
 
+# modules whose import registers methods; loaded by name on first use, so packages built on
+# the contract (slimkit.auto) can register without an import cycle through slimkit.compress
+METHOD_MODULES = ("slimkit.compress.methods", "slimkit.auto.methods")
+
+
 def _load() -> None:
-    import slimkit.compress.methods  # noqa: F401  (registers every method)
+    import importlib
+
+    for name in METHOD_MODULES:
+        importlib.import_module(name)
 
 
 def spec_of(config: Any) -> MethodSpec:

@@ -19,16 +19,15 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
 
+from slimkit.graph import _rules
+from slimkit.graph._cmap import CMap, compact, full, varies  # noqa: F401  (importable here too)
 from slimkit.graph.errors import GraphError
 from slimkit.graph.trace import enclosing_module
-
-# an atom map (LongTensor over dims 1..k), a list of them (tuple outputs) or None
-CMap = Union[Tensor, list, None]
 
 
 @dataclass(frozen=True)
@@ -39,24 +38,6 @@ class RawMember:
     role: str
     positions: Tensor
     atoms: Tensor
-
-
-def full(cm: Tensor, shape: Any) -> Tensor:
-    """``cm`` broadcast over all of ``shape[1:]`` (a view)."""
-    rest = tuple(int(s) for s in shape[1:])
-    return cm.reshape(tuple(cm.shape) + (1,) * (len(rest) - cm.dim())).expand(rest)
-
-
-def compact(m: Tensor) -> Tensor:
-    """Drop trailing dims along which the map is constant (keeps at least dim 1)."""
-    while m.dim() > 1 and bool((m == m.narrow(-1, 0, 1)).all()):
-        m = m[..., 0]
-    return m.contiguous()
-
-
-def varies(m: Tensor, d: int) -> bool:
-    """Whether map ``m`` changes along its axis ``d`` (0 = the tensor's dim 1)."""
-    return d < m.dim() and m.shape[d] > 1 and not bool((m == m.narrow(d, 0, 1)).all())
 
 
 class Propagator:
@@ -192,8 +173,6 @@ class Propagator:
 
     # -- the walk ------------------------------------------------------------------------
     def run(self) -> None:
-        from slimkit.graph import _rules  # rules need Propagator; imported late
-
         for node in self.gm.graph.nodes:
             cm = _rules.visit(self, node)
             self.maps[node] = cm

@@ -5,16 +5,19 @@ tensor-method name. A rule takes (propagator, node) and returns the node's atom 
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from slimkit._registry import Registry
-from slimkit.graph._propagate import CMap, Propagator, compact, full, varies
+from slimkit.graph._cmap import CMap, compact, full, varies
 
-Rule = Callable[[Propagator, fx.Node], CMap]
+if TYPE_CHECKING:  # rules are handed the Propagator that imports them
+    from slimkit.graph._propagate import Propagator
+
+Rule = Callable[["Propagator", fx.Node], CMap]
 
 MODULE_RULES: dict[type, Rule] = {}
 FUNCTION_RULES: dict[Any, Rule] = {}

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from slimkit.metrics.counts import count_macs, count_params, counted_modules
-from slimkit.metrics.devices import SURVEY_DEVICES, DeviceProfile
+from slimkit.metrics.profiles import SURVEY_DEVICES, DeviceProfile
 
 __all__ = ["EnergyCosts", "HOROWITZ_45NM", "LayerEnergy", "Energy", "mac_pj",
            "estimate_energy", "MeasuredEnergy", "Missing", "measure_energy"]

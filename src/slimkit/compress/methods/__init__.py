@@ -1,5 +1,6 @@
-"""Importing this package registers every method of the four families."""
+"""Importing this package registers the methods of the four families; the automation
+methods (AMC, NetAdapt, HAQ) live in `slimkit.auto.methods`, which `compress` loads too
+(`contract.METHOD_MODULES`; a package above the contract, so it is not imported here)."""
 
 from slimkit.compress.methods import distill, lowrank, pruning, quant  # noqa: F401
 from slimkit.compress.methods import separable  # noqa: F401
-from slimkit.auto import methods as _auto  # noqa: F401,E402  (AMC, NetAdapt, HAQ)
