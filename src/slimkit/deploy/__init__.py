@@ -31,6 +31,8 @@ _EXPORTS = {
     "ort_quantize_static": "onnx_int8",
     "int8_runtime": "onnx_int8",
     "quantized_bits": "onnx_int8",
+    "read_choice": "onnx_int8",
+    "detect_isa": "isa",
     "convert_torch_int8": "torch_int8",
     "float_modules": "torch_int8",
     "state_dict_bytes": "torch_int8",

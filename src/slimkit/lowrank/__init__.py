@@ -4,6 +4,7 @@
 - `tucker`: Tucker-2 of conv kernels, HOSVD + HOOI (Kim et al. 2016).
 - `cp`: CP of conv kernels by ALS (Lebedev et al. 2015).
 - `vbmf`: EVBMF rank selection (Nakajima et al. 2013).
+- `separable`: depthwise-separable replacement of k x k convs (Howard et al. 2017).
 - `api`: `decompose(model, LowRankConfig(...))`, `decompose_with_report` (per-layer ranks,
   params and MACs before/after).
 
@@ -25,6 +26,7 @@ from slimkit.lowrank.api import (
 from slimkit.lowrank.cp import CPResult, conv_from_cp, cp_als, cp_conv
 from slimkit.lowrank.methods import METHODS, Method, Site
 from slimkit.lowrank.ranks import RANK_SELECTIONS, select_rank
+from slimkit.lowrank.separable import SeparableConfig, separate
 from slimkit.lowrank.svd import (
     SCHEMES,
     SVDResult,
@@ -41,9 +43,9 @@ from slimkit.lowrank.vbmf import VBMFResult, evbmf, vbmf_ranks
 
 __all__ = [
     "CPResult", "LayerReport", "LowRankConfig", "LowRankResult", "METHODS", "Method",
-    "RANK_SELECTIONS", "SCHEMES", "SVDResult", "Site", "Tucker2Result", "VBMFResult",
+    "RANK_SELECTIONS", "SCHEMES", "SVDResult", "SeparableConfig", "Site", "Tucker2Result", "VBMFResult",
     "conv_from_cp", "conv_from_svd", "conv_from_tucker", "conv_matrix", "cp_als", "cp_conv",
     "decompose", "decompose_with_report", "evbmf", "linear_from_svd", "rank_for_energy",
-    "select_rank", "svd_conv", "svd_linear", "tucker2", "tucker_conv", "truncated_svd",
+    "select_rank", "separate", "svd_conv", "svd_linear", "tucker2", "tucker_conv", "truncated_svd",
     "vbmf_ranks",
 ]
