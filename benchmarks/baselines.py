@@ -80,7 +80,7 @@ SETUPS = {
                     epochs=12, lr=0.1, channels_last=True,
                     reference="about 90-91% (datasets README); MNIST 99.20% (Han'15)"),
     "resnet20": Setup("resnet20", "cifar10", "cifar10-jpeg.tar.gz", "resnet20_cifar10.pt",
-                      epochs=8, lr=0.05, channels_last=True, augment=True,
+                      epochs=10, lr=0.05, channels_last=True, augment=True,
                       reference="91.25% after 182 epochs (He et al. 2016)"),
     # not trained here yet (see baselines.md for the expected time on CPU)
     "alexnet": Setup("alexnet", "cifar10", "cifar10-jpeg.tar.gz", "alexnet_cifar10.pt",
@@ -94,6 +94,7 @@ SETUPS = {
                          reference="about 94% (MobileNetV2 on CIFAR-10)"),
 }
 TRAINED = ("lenet300", "lenet5", "resnet20")
+TARGETS = {"lenet300": 0.895, "lenet5": 0.915, "resnet20": 0.91}  # slimkit issue 11
 
 
 def sha256(path: str | Path) -> str:
@@ -280,6 +281,16 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             f"{r['reference']} | {r['params']:,} | {r['macs']:,} | {lat['torch_b1']:.3f} | "
             f"{lat['ort_b1']:.3f} | {lat['torch_b64']:.3f} | {lat['ort_b64']:.3f} | "
             f"{r['size_bytes'] / 1024:.0f} |")
+    lines += ["", "## Against the targets", ""]
+    for m in order:
+        r, t = rows[m], TARGETS.get(m)
+        if t is None:
+            continue
+        best = max(v for v in (r["top1"], r["checkpoint_top1"]) if v is not None)
+        gap = 100 * (best - t)
+        lines.append(f"- {m}: target {100 * t:.1f}%, checked-in {_pct(r['checkpoint_top1'])}: "
+                     + ("meets it" if gap >= 0 else f"**short of it by {-gap:.2f} points**")
+                     + f" ({r['train_s'] / 60:.0f} min of training on this host in the run above)")
     n = max(len(rows[m]["per_epoch_top1"]) for m in order) if order else 0
     lines += ["", "## Test top-1 after each epoch (%)", "",
               "Within one one-cycle run: the early epochs are at a high learning rate, so they",
@@ -322,7 +333,8 @@ def not_trained_section(estimates: dict[str, dict]) -> list[str]:
     """The larger CIFAR-10 models: the command that would train each and its expected time."""
     lines = ["## Not trained here yet: AlexNet-CIFAR, VGG-16, MobileNetV2 on CIFAR-10", "",
              "Same recipe as ResNet-20 (one-cycle, label smoothing 0.1, channels-last, pad-crop +",
-             "flip), from scratch. Expected time from `--estimate` (median of 5 timed SGD steps at",
+             "flip), from scratch. Expected time from `nice -n 10 python benchmarks/baselines.py",
+             "--estimate alexnet vgg16 mobilenetv2` (median of 5 timed SGD steps at",
              "batch 128, 1 thread, times the 391 steps of an epoch; the test pass and the load of the",
              "shared host add to it). Their files would exceed ~10 MB for VGG-16 (fp32), so they",
              "would be rebuilt by the command and checked by the sha256 recorded here.", "",
