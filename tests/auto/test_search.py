@@ -74,3 +74,29 @@ def test_search_end_to_end_resumes_from_its_cache(tmp_path):
     if first["chosen"] is not None:
         assert (out / "chosen.yaml").exists()
         parse_recipe(__import__("yaml").safe_load((out / "chosen.yaml").read_text()))
+
+
+@pytest.mark.slow
+def test_two_torchrun_ranks_share_the_candidates(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from slimkit import data
+    from slimkit.train import fit, save_model
+    from slimkit.train.api import task_record
+
+    torch.manual_seed(0)
+    model = zoo.create("lenet5")
+    fit(model, data.loader(data.subset(data.load("mnist5k", split="train"), 500), batch_size=64, train=True),
+        epochs=1, progress=False)
+    path = save_model(tmp_path / "m.pt", model, arch="lenet5", task=task_record("mnist5k", None))
+    out = tmp_path / "auto"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "slimkit",
+           "auto", str(path), "--target", "latency=0.9x", "--max-drop", "50", "--prune-ratios", "0,0.5",
+           "--no-lowrank", "--finetune-epochs", "0", "--limit", "300", "--max-candidates", "2", "--out", str(out)]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((out / "cache").glob("*/result.json"))) == 2  # one candidate per rank
+    assert done.stdout.count("# slimkit auto") == 1  # only rank 0 reports
