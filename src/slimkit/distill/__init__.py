@@ -8,7 +8,7 @@
   `torchrun` ranks (Anil et al. 2018).
 
 >>> from slimkit.distill import distill, DistillConfig
->>> res = distill(student, teacher, loader, DistillConfig(loss="kd", T=4, alpha=0.9), epochs=5)
+>>> res = distill(student, teacher, loader, DistillConfig(loss="kd", T=4, alpha=0.9), epochs=5)  # doctest: +SKIP
 """
 
 from slimkit.distill.adversarial import (

@@ -9,8 +9,8 @@ own Adam optimizer, one step per training batch, on detached logits; the student
 non-saturating generator loss `BCE(D(s), 1)`. The discriminator is kept outside the student's
 parameters so the main optimizer never touches it; under DDP its gradients are averaged.
 
->>> cfg = DistillConfig(loss=("kd", "adversarial"), beta=0.1)
->>> distill(student, teacher, loader, cfg, epochs=5)
+>>> cfg = DistillConfig(loss=("kd", "adversarial"), beta=0.1)  # doctest: +SKIP
+>>> distill(student, teacher, loader, cfg, epochs=5)  # doctest: +SKIP
 """
 
 from __future__ import annotations

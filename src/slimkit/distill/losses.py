@@ -25,8 +25,8 @@ The functions work on tensors and are checked by hand in the tests:
 `LOSSES` maps a name to a `LossSpec`: how to build the term (an `nn.Module` called on a
 `DistillBatch`), its default weight `beta`, and whether it reads tapped features.
 
->>> kd_loss(student_logits, teacher_logits, y, T=4.0, alpha=0.9)
->>> LOSSES.names()
+>>> kd_loss(student_logits, teacher_logits, y, T=4.0, alpha=0.9)  # doctest: +SKIP
+>>> LOSSES.names()  # doctest: +SKIP
 ['adversarial', 'at', 'fsp', 'kd', 'nst', 'sp']
 """
 

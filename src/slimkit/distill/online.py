@@ -22,7 +22,7 @@ loop with the same optimizers, schedules, seeding and sharding. In a single proc
 is zero (no peers) and this is plain training.
 
     # torchrun --nproc_per_node 2 train.py
->>> hist = codistill(model, loader, CodistillConfig(every=10, mode="checkpoints"), epochs=5)
+>>> hist = codistill(model, loader, CodistillConfig(every=10, mode="checkpoints"), epochs=5)  # doctest: +SKIP
 """
 
 from __future__ import annotations

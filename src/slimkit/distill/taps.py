@@ -6,7 +6,7 @@ manager that hooks the named modules (names as in `model.named_modules()`), stor
 latest outputs in `tap.features[name]`, and removes every hook on exit. Unknown names raise a
 `UserError` listing close matches and candidates; nothing is silently ignored.
 
->>> with taps(model, ["layer2", "layer3"]) as tap:
+>>> with taps(model, ["layer2", "layer3"]) as tap:  # doctest: +SKIP
 ...     logits = model(x)
 ...     f2, f3 = tap.get(["layer2", "layer3"])      # (N, C, H, W) each
 """

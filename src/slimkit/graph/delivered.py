@@ -5,10 +5,21 @@ conv group, a GroupNorm group), unprunable groups keep everything, ``round_to`` 
 ``delivered`` counts it from the graph alone, with the same resizers ``shrink`` uses, so the
 pruning API can report the ratio reached and warn when it falls short of the target.
 
+>>> import torch
+>>> from slimkit import zoo
+>>> from slimkit.graph import DependencyGraph
+>>> graph = DependencyGraph.build(zoo.create("lenet5"), torch.randn(1, 1, 28, 28))
+>>> keep = {g.id: torch.arange(g.size // 2) for g in graph.groups if g.prunable and g.size > 1}
 >>> d = delivered(graph, keep)
->>> d.params_ratio, d.channel_ratio          # fractions of the whole model / of all channels
->>> d.shortfall(0.5)                          # target - reached (params), > 0 means short
+>>> d.channel_ratio, round(d.params_ratio, 3)   # of all prunable channels / of the whole model
+(0.5, 0.746)
+>>> round(d.shortfall(0.8), 3)                  # target - reached (params), > 0 means short
+0.054
 >>> print(d.summary())
+removed 74.6% of parameters (321,785 of 431,080), 50.0% of channels (285 of 570)
+  conv1                          10/20 kept (50% removed, 12,760 params)
+  conv2                          25/50 kept (50% removed, 212,525 params)
+  fc1                            250/500 kept (50% removed, 202,750 params)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ N:M pruning by the methods it cites, on any fx-traceable CNN.
 Three plain steps (score -> mask/keep-set -> apply), one entry point:
 
 >>> from slimkit.pruning import prune, PruneConfig
->>> small = prune(model, PruneConfig(method="l1_filter", ratio=0.5, target="macs"),
+>>> small = prune(model, PruneConfig(method="l1_filter", ratio=0.5, target="macs"),  # doctest: +SKIP
 ...               example_inputs=torch.randn(1, 3, 32, 32))
 
 - `importance`: criteria `group -> scores` (l1, l2, bn_scale, fpgm, random, taylor) and

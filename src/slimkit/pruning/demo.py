@@ -1,8 +1,8 @@
 """Two pruned LeNet-5s for the demo: magnitude (element, Han'15) and L1 filters (Li'17),
 each fine-tuned briefly.
 
->>> rows = demo_rows(lenet5, train_loader, test_loader, (1, 28, 28))
->>> [name for name, _ in rows]
+>>> rows = demo_rows(lenet5, train_loader, test_loader, (1, 28, 28))  # doctest: +SKIP
+>>> [name for name, _ in rows]  # doctest: +SKIP
 ['prune: magnitude 90% (Han)', 'prune: L1 filters 50% (Li)']
 """
 

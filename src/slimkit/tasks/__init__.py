@@ -13,8 +13,8 @@ segmentation on **synthetic** scenes of MNIST / Fashion-MNIST objects (no downlo
 >>> task = TASKS.get("segmentation")
 >>> ds = task.dataset(SceneConfig(n=512))
 >>> model = task.build_model(width=8)
->>> train_task(model, task.loader(ds, train=True), task, epochs=2)
->>> evaluate_task(model, task.loader(task.dataset(SceneConfig(n=128, split="test"))), task)
+>>> train_task(model, task.loader(ds, train=True), task, epochs=2)  # doctest: +SKIP
+>>> evaluate_task(model, task.loader(task.dataset(SceneConfig(n=128, split="test"))), task)  # doctest: +SKIP
 """
 
 from slimkit.tasks.decode import decode_detections

@@ -5,7 +5,7 @@ heatmap peaks), segmentation `{"miou", "pixel_acc", "iou", "n"}` (confusion-matr
 background + 10 classes). `model` may be any callable module returning the raw output tensor,
 e.g. a `slimkit.deploy.OrtModule` running the int8 ONNX file in onnxruntime.
 
->>> evaluate_task(model, test_loader, "detection")["map50"]
+>>> evaluate_task(model, test_loader, "detection")["map50"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
 - `confusion_matrix` / `mean_iou`: IoU_c = TP / (TP + FP + FN) from the pixel confusion
   matrix, averaged over classes present in prediction or ground truth (background included).
 
->>> mean_iou(confusion_matrix(pred_mask, true_mask, num_classes=11))
+>>> mean_iou(confusion_matrix(pred_mask, true_mask, num_classes=11))  # doctest: +SKIP
 """
 
 from __future__ import annotations

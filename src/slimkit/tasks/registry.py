@@ -6,8 +6,8 @@ What a caller (e.g. a future `slimkit train --task detection`) needs:
 >>> train = task.dataset(SceneConfig(n=2000, split="train"))
 >>> test = task.dataset(SceneConfig(n=500, split="test", seed=1))
 >>> model = task.build_model(width=8)
->>> train_task(model, task.loader(train, train=True), task, epochs=5)
->>> evaluate_task(model, task.loader(test), task)[task.metric]   # "map50" / "miou"
+>>> train_task(model, task.loader(train, train=True), task, epochs=5)  # doctest: +SKIP
+>>> evaluate_task(model, task.loader(test), task)[task.metric]   # "map50" / "miou"  # doctest: +SKIP
 
 The data are synthetic scenes (`slimkit.tasks.scenes`).
 """

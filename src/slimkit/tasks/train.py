@@ -8,8 +8,8 @@ this is a short loop of its own: Adam, a per-step schedule from `slimkit.train.o
 With a `teacher` the loss is `(1 - alpha) * task loss + alpha * task.kd_loss(student,
 teacher, T)`: dense soft targets (Hinton et al. 2015, per location) from a larger model.
 
->>> losses = train_task(model, loader, "segmentation", epochs=3, lr=2e-3)
->>> train_task(student, loader, "detection", epochs=3, teacher=big, alpha=0.5, T=2.0)
+>>> losses = train_task(model, loader, "segmentation", epochs=3, lr=2e-3)  # doctest: +SKIP
+>>> train_task(student, loader, "detection", epochs=3, teacher=big, alpha=0.5, T=2.0)  # doctest: +SKIP
 """
 
 from __future__ import annotations

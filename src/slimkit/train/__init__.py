@@ -1,8 +1,8 @@
 """slimkit.train: one training loop with hooks, atomic checkpoints, model files and DDP.
 
 >>> from slimkit.train import fit, evaluate, Hook, save_model, load_model
->>> hist = fit(model, train_loader, epochs=5, val_loader=test_loader)
->>> save_model("lenet5.pt", model, arch="lenet5")
+>>> hist = fit(model, train_loader, epochs=5, val_loader=test_loader)  # doctest: +SKIP
+>>> save_model("lenet5.pt", model, arch="lenet5")  # doctest: +SKIP
 """
 
 from slimkit.train.api import train_model

@@ -1,6 +1,6 @@
 """`train_model`: build a zoo model, load a data set, `fit`, save; used by `slimkit train`.
 
->>> model, hist = train_model("lenet5", "fashion-mnist", epochs=5, batch_size=128, lr=0.05,
+>>> model, hist = train_model("lenet5", "fashion-mnist", epochs=5, batch_size=128, lr=0.05,  # doctest: +SKIP
 ...                           root="/data/fashion-mnist", out="lenet5_fashion.pt")
 """
 

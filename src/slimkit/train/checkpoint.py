@@ -7,9 +7,9 @@ weights_only=True)`, so a file from elsewhere cannot run code. Writes go through
 partial file behind. Each file carries a SHA-256 of its whole content (`seal` / `unseal`), so a
 flipped bit is refused instead of resuming from wrong weights.
 
->>> save_checkpoint("run/last.pt", model=model, optimizer=opt, scheduler=sched, epoch=3,
+>>> save_checkpoint("run/last.pt", model=model, optimizer=opt, scheduler=sched, epoch=3,  # doctest: +SKIP
 ...                 history=hist.to_dict(), note="baseline")
->>> ckpt = load_checkpoint("run/last.pt", model=model); model.load_state_dict(ckpt["model"])
+>>> ckpt = load_checkpoint("run/last.pt", model=model); model.load_state_dict(ckpt["model"])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Every compression method trains through `fit`: pruning masks, AGP, slimming's L1
 plug in as `Hook`s; distillation replaces the loss with `loss_fn(model, x, y) -> (loss,
 logits)`. The same call runs single-process or under `torchrun` (DistributedDataParallel).
 
->>> hist = fit(model, train_loader, epochs=10, lr=0.05, val_loader=test_loader,
+>>> hist = fit(model, train_loader, epochs=10, lr=0.05, val_loader=test_loader,  # doctest: +SKIP
 ...            checkpoint_dir="runs/lenet5", resume=True)
->>> evaluate(model, test_loader)["top1"]
+>>> evaluate(model, test_loader)["top1"]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ architecture, finite weights); files of the checksum-less format ``slimkit.model
 a warning. ``meta`` is plain JSON-able data (str-keyed dicts, lists, str, numbers, bool, None),
 for instance a task description under ``meta["task"]``.
 
->>> save_model("lenet5.pt", model, arch="lenet5", arch_kwargs={"num_classes": 10}, top1=0.91)
->>> model = load_model("lenet5.pt")
+>>> save_model("lenet5.pt", model, arch="lenet5", arch_kwargs={"num_classes": 10}, top1=0.91)  # doctest: +SKIP
+>>> model = load_model("lenet5.pt")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Schedules step once per optimizer step (not per epoch), so a run cut short by `max_steps`
 still follows its curve; `total_steps` is the planned length of the whole run.
 
->>> opt = OPTIMIZERS.get("sgd")(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
->>> sched = SCHEDULES.get("cosine")(opt, total_steps=1000)
+>>> opt = OPTIMIZERS.get("sgd")(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)  # doctest: +SKIP
+>>> sched = SCHEDULES.get("cosine")(opt, total_steps=1000)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ in/out/groups of each layer; the timm approach to pruned models). Rebuilding = c
 model, then swap every Conv2d / Linear / BatchNorm whose shapes differ for a new, correctly
 sized module.
 
->>> spec = channel_spec(pruned)                     # {"conv1": {"in": 3, "out": 12, ...}, ...}
->>> model = resize_to_state_dict(zoo.create("resnet20"), pruned.state_dict(), spec)
->>> model.load_state_dict(pruned.state_dict())
+>>> spec = channel_spec(pruned)                     # {"conv1": {"in": 3, "out": 12, ...}, ...}  # doctest: +SKIP
+>>> model = resize_to_state_dict(zoo.create("resnet20"), pruned.state_dict(), spec)  # doctest: +SKIP
+>>> model.load_state_dict(pruned.state_dict())  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 >>> from slimkit import zoo
 >>> zoo.names()[:3]
-['alexnet', 'lenet300', 'lenet5']
+['alexnet', 'googlenet', 'lenet300']
 >>> model = zoo.create("resnet20", num_classes=10, in_channels=1)   # e.g. for Fashion-MNIST
 >>> zoo.input_shape("resnet20", in_channels=1)
 (1, 32, 32)

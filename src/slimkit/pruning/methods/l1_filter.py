@@ -4,7 +4,12 @@ Rank each group of coupled channels by the L1 norm of its filters, drop the lowe
 of every group and physically remove them (`slimkit.graph.shrink`). Iterative mode removes
 the channels in `steps` rounds with fine-tuning in between.
 
->>> small = l1_filter_prune(model, torch.randn(1, 3, 32, 32), ratio=0.5, ignore=("fc",))
+>>> import torch
+>>> from slimkit import zoo
+>>> model = zoo.create("lenet5")
+>>> small = l1_filter_prune(model, torch.randn(1, 1, 28, 28), ratio=0.5, ignore=("fc2",))
+>>> small.conv1.out_channels, small.conv2.out_channels, small.fc1.out_features  # fc1 feeds fc2
+(10, 25, 500)
 """
 
 from __future__ import annotations

@@ -4,8 +4,13 @@ Efficient Neural Networks", NeurIPS 2015).
 Prune the smallest weights (per layer or with one global threshold), retrain the rest with
 the pruned weights held at zero, and repeat with a higher sparsity.
 
+>>> from slimkit import zoo
+>>> from slimkit.pruning import sparsity_of
+>>> model = zoo.create("lenet5")
 >>> small = magnitude_prune(model, sparsity=0.9)                       # one shot, new model
->>> small = iterative_magnitude_prune(model, loader, [0.5, 0.75, 0.9]) # Han's prune/retrain
+>>> round(sparsity_of(small), 3), round(sparsity_of(model), 3)
+(0.9, 0.0)
+>>> small = iterative_magnitude_prune(model, loader, [0.5, 0.75, 0.9])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ At the end of every training epoch the lowest-L2 `ratio` of each group's filters
 zero, but the zeroed filters keep training and may recover (they are not masked); after the
 last epoch the then-zero channels are physically removed.
 
->>> hook = SoftFilterHook(model, torch.randn(1, 3, 32, 32), ratio=0.4, ignore=("fc",))
->>> fit(model, loader, epochs=10, hooks=[hook])
->>> small = hook.finalize(model)
+>>> hook = SoftFilterHook(model, torch.randn(1, 3, 32, 32), ratio=0.4, ignore=("fc",))  # doctest: +SKIP
+>>> fit(model, loader, epochs=10, hooks=[hook])  # doctest: +SKIP
+>>> small = hook.finalize(model)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Train with an L1 penalty `lam * sum |gamma|` on the BatchNorm scales (`SlimmingH
 unimportant channels' gammas go to zero, then remove the channels below one global gamma
 threshold (`slimming_prune`) and fine-tune.
 
->>> fit(model, loader, epochs=5, hooks=[SlimmingHook(1e-4)])
->>> small = slimming_prune(model, torch.randn(1, 3, 32, 32), ratio=0.5, ignore=("fc",))
+>>> fit(model, loader, epochs=5, hooks=[SlimmingHook(1e-4)])  # doctest: +SKIP
+>>> small = slimming_prune(model, torch.randn(1, 3, 32, 32), ratio=0.5, ignore=("fc",))  # doctest: +SKIP
 """
 
 from __future__ import annotations
