@@ -53,3 +53,20 @@ def test_config_errors():
         MixedConfig(candidates=(8, 0))
     with pytest.raises(ValueError, match="layer_bits must be empty"):
         MixedConfig(base=PTQConfig(layer_bits={"a": (4, 8)}))
+
+
+def test_exclude_leaves_layers_float_and_out_of_the_budget():
+    model = trained_smallnet()
+    x, _ = blobs(16, seed=12)
+    cfg = MixedConfig(budget_bits=4.0, candidates=(8, 4, 2), calib_size=16, exclude=("fc",))
+    bits = assign_bits(model, [x], cfg)
+    assert set(bits) == {"conv1", "conv2"}
+    sizes = {"conv1": 1 * 8 * 9, "conv2": 8 * 8 * 9}
+    assert sum(sizes[n] * bits[n][0] for n in sizes) / sum(sizes.values()) <= 4.0
+    q = quantize(model, cfg, calib=[x])
+    assert set(q.qspec) == {"conv1", "conv2"} and type(q.fc) is torch.nn.Linear
+    with pytest.warns(DeprecationWarning):
+        old = MixedConfig(budget_bits=4.0, candidates=(8, 4, 2), calib_size=16, skip=("fc",))
+    assert old == cfg
+    with pytest.raises(Exception, match="include on MixedConfig or on its base"):
+        MixedConfig(include=("conv*",), base=PTQConfig(include=("fc",)))
