@@ -20,7 +20,6 @@ test top-1 after each epoch, accuracy against the published reference, parameter
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import platform
@@ -80,7 +79,7 @@ SETUPS = {
                     epochs=12, lr=0.1, channels_last=True,
                     reference="about 90-91% (datasets README); MNIST 99.20% (Han'15)"),
     "resnet20": Setup("resnet20", "cifar10", "cifar10-jpeg.tar.gz", "resnet20_cifar10.pt",
-                      epochs=10, lr=0.05, channels_last=True, augment=True,
+                      epochs=7, lr=0.05, channels_last=True, augment=True,
                       reference="91.25% after 182 epochs (He et al. 2016)"),
     # not trained here yet (see baselines.md for the expected time on CPU)
     "alexnet": Setup("alexnet", "cifar10", "cifar10-jpeg.tar.gz", "alexnet_cifar10.pt",
@@ -129,7 +128,7 @@ def should_replace(new_top1: float, current: float | None) -> bool:
 
 
 def train(setup: Setup, train_set, test_set, *, runs: Path = RUNS, progress: bool = False,
-          time_budget_s: float | None = None):
+          time_budget_s: float | None = None, device: str = "cpu"):
     """Build (or warm-start) the model and fit it with `setup`, resuming from its run folder.
     Returns (model, History, wall seconds of this invocation)."""
     arch_kwargs = {"num_classes": data.num_classes(setup.dataset),
@@ -144,8 +143,8 @@ def train(setup: Setup, train_set, test_set, *, runs: Path = RUNS, progress: boo
                weight_decay=setup.weight_decay, schedule=setup.schedule,
                label_smoothing=setup.label_smoothing, channels_last=setup.channels_last,
                val_loader=test_loader, checkpoint_dir=run_dir(setup, runs), resume=True,
-               progress=progress, seed=setup.seed, time_budget_s=time_budget_s)
-    return model, hist, time.perf_counter() - t0
+               progress=progress, seed=setup.seed, time_budget_s=time_budget_s, device=device)
+    return model.cpu(), hist, time.perf_counter() - t0
 
 
 def probe_epoch_s(setup: Setup, train_set, steps: int = 5) -> float:
@@ -203,7 +202,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     before = host()
     print(f"{name}: {s.epochs} epochs, resume folder {run_dir(s)}", flush=True)
     model, hist, wall_s = train(s, train_set, test_set, progress=args.progress,
-                                time_budget_s=args.time_budget)
+                                time_budget_s=args.time_budget, device=args.device)
     final = evaluate(model, data.loader(test_set, batch_size=500))
     arch_kwargs = {"num_classes": data.num_classes(s.dataset),
                    "in_channels": data.input_shape(s.dataset)[0]}
@@ -324,7 +323,16 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             + f"; sha256 `{r['sha256']}`",
             "",
         ]
-    lines += not_trained_section(estimates or {})
+    lines += ["## Checked-in files", "",
+              "Verify with `sha256sum benchmarks/checkpoints/*.pt`. Results of other benchmarks",
+              "dated before a replacement were measured on the previous file (its top-1 is given).",
+              "", "| file | top-1 | previous top-1 | sha256 | KB |", "|---|---|---|---|---|"]
+    for m in order:
+        r = rows[m]
+        lines.append(f"| `{r['checkpoint']}` | {_pct(r['checkpoint_top1'])} | "
+                     f"{_pct(r['previous_top1']) if r['replaced'] else '(kept)'} | `{r['sha256']}` | "
+                     f"{r['size_bytes'] / 1024:.0f} |")
+    lines += [""] + not_trained_section(estimates or {})
     lines += [f"<!-- rows: {json.dumps(rows)} -->", f"<!-- estimates: {json.dumps(estimates or {})} -->", ""]
     path.write_text("\n".join(lines))
 
@@ -336,8 +344,9 @@ def not_trained_section(estimates: dict[str, dict]) -> list[str]:
              "flip), from scratch. Expected time from `nice -n 10 python benchmarks/baselines.py",
              "--estimate alexnet vgg16 mobilenetv2` (median of 5 timed SGD steps at",
              "batch 128, 1 thread, times the 391 steps of an epoch; the test pass and the load of the",
-             "shared host add to it). Their files would exceed ~10 MB for VGG-16 (fp32), so they",
-             "would be rebuilt by the command and checked by the sha256 recorded here.", "",
+             "shared host add to it); `--device cuda` trains on a GPU where there is one. A file",
+             "over ~10 MB (VGG-16 in fp32: ~59 MB) is not checked in: it is rebuilt by its command",
+             "and its sha256 recorded in the table above once trained.", "",
              "| model | command | s/epoch (est.) | epochs | expected time | load when timed |",
              "|---|---|---|---|---|---|"]
     for m in ("alexnet", "vgg16", "mobilenetv2"):
@@ -389,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="warm start from this model file (e.g. the checked-in one)")
     p.add_argument("--time-budget", type=float, default=None,
                    help="stop a model's run after this many seconds (a cut run is never written)")
+    p.add_argument("--device", default="cpu", help="where to train (cpu, cuda)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=30, help="latency repeats")
     p.add_argument("--progress", action="store_true")
