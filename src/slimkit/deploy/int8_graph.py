@@ -30,18 +30,25 @@ from slimkit.errors import UserError
 __all__ = [
     "activations_to_uint8",
     "as_batches",
-    "calibrated_pass",
     "drop_unused_initializers",
     "exact_pass",
     "one_weight_zero_point",
+    "quantize_activations",
     "weight_codes",
     "weights_to_uint8",
 ]
 
-_PRODUCERS = {"Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "AveragePool", "MaxPool"}
-_CALIBRATED_PRODUCERS = {"Conv", "Gemm", "MatMul", "Add"}
+_MACS = {"Conv", "Gemm", "MatMul"}
+# ops onnxruntime runs as integer kernels when every float input is dequantized and the
+# output quantized (its QDQ node units): QLinearConv/QGemm/QLinearMatMul, QLinearAdd/Mul,
+# QLinearConcat, QLinearAveragePool/GlobalAveragePool, QLinearSigmoid
+INT8_OPS = _MACS | {"Add", "Mul", "Concat", "AveragePool", "GlobalAveragePool", "Sigmoid"}
 _ACTIVATIONS = {"Relu", "Clip"}  # monotone clamps: commute with a quantizer up to its own clamp
-_TRANSPARENT = _ACTIVATIONS | {"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity"}
+# ops that move values without computing new ones: their output stays on the input's grid, so
+# it gets the input's quantizer (exact) and onnxruntime runs them on uint8
+PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Resize",
+                "Slice", "Split"}
+_UP = _ACTIVATIONS | {"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
 
 
 class _Graph:
@@ -67,6 +74,11 @@ class _Graph:
             name = node.input[0]
         return numpy_helper.to_array(self.inits[name])
 
+    def is_const(self, name: str) -> bool:
+        node = self.producer.get(name)
+        return name in self.inits or (node is not None and (node.op_type == "Constant" or (
+            node.op_type in ("Identity", "DequantizeLinear") and self.is_const(node.input[0]))))
+
     def qparams(self, q: onnx.NodeProto) -> tuple[float, int, int] | None:
         """``(scale, zero_point, qmin)`` of a per-tensor QuantizeLinear, else None."""
         scale = self.const(q.input[1])
@@ -87,33 +99,17 @@ def _set_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
     graph.node.extend(copies)
 
 
-def _insert_qdq(graph: onnx.GraphProto, tensor: str, scale: float, zp: int, signed: bool, tag: str) -> None:
-    """Put ``QuantizeLinear -> DequantizeLinear`` on ``tensor``; its consumers read the result."""
-    s_name, z_name = f"{tag}_scale", f"{tag}_zp"
-    graph.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), s_name))
-    graph.initializer.append(numpy_helper.from_array(np.array(zp, np.int8 if signed else np.uint8), z_name))
-    new: list[onnx.NodeProto] = []
-    nodes: list[onnx.NodeProto] = []
-    for n in graph.node:
-        if tensor in n.input:  # a dedicated Q -> DQ pair per reader: onnxruntime fuses (and
-            j = len(new) // 2  # converts s8 -> u8) only unshared pairs
-            q_out, dq_out = f"{tag}_q{j}", f"{tag}_dq{j}"
-            new.append(helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [q_out], name=f"{tag}/Q{j}"))
-            new.append(helper.make_node("DequantizeLinear", [q_out, s_name, z_name], [dq_out], name=f"{tag}/DQ{j}"))
-            for k, name in enumerate(n.input):
-                if name == tensor:
-                    n.input[k] = dq_out
-        nodes.append(n)
-    at = next(i for i, n in enumerate(nodes) if tensor in n.output) + 1
-    nodes[at:at] = new
-    _set_nodes(graph, nodes)
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of float32 tensors (graph inputs, intermediate values, outputs) by shape inference."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    return {v.name for v in list(g.input) + list(g.value_info) + list(g.output)
+            if v.type.tensor_type.elem_type == TensorProto.FLOAT}
 
 
-def _drop_if_redundant(graph: onnx.GraphProto, act_out: str, scale: float, zp: int, qmin: int) -> None:
-    """Remove a Relu/Clip (by output name) whose clamp the following quantizer already does:
-    the quantizer's real range ``scale * ([qmin, qmax] - zp)`` lies inside the clamp's range."""
-    g = _Graph(graph)
-    act = g.producer[act_out]
+def _redundant(act: onnx.NodeProto, g: _Graph, scale: float, zp: int, qmin: int) -> bool:
+    """A Relu/Clip whose clamp the following quantizer already does: the quantizer's real range
+    ``scale * ([qmin, qmax] - zp)`` lies inside the clamp's range."""
     lo, hi = 0.0, np.inf
     if act.op_type == "Clip":
         lo_c = g.const(act.input[1]) if len(act.input) > 1 and act.input[1] else None
@@ -121,86 +117,219 @@ def _drop_if_redundant(graph: onnx.GraphProto, act_out: str, scale: float, zp: i
         lo = -np.inf if lo_c is None else float(lo_c)
         hi = np.inf if hi_c is None else float(hi_c)
     eps = 1e-6 * max(scale, 1.0)
-    if scale * (qmin - zp) < lo - eps or scale * (qmin + 255 - zp) > hi + eps:
-        return
-    src = act.input[0]
+    return not (scale * (qmin - zp) < lo - eps or scale * (qmin + 255 - zp) > hi + eps)
+
+
+def _strip_activation_qdq(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple]]]:
+    """Remove the exported ``QuantizeLinear -> DequantizeLinear`` pairs on activations (the layers'
+    input quantizers); readers read the float tensor again. Returns tensor -> [(reader node name,
+    input index, (scale, zp, qmin))], the grid each layer asked for."""
+    g = _Graph(model.graph)
+    requests: dict[str, list[tuple[str, int, tuple]]] = {}
+    drop: set[int] = set()
+    for q in model.graph.node:
+        if q.op_type != "QuantizeLinear" or g.is_const(q.input[0]):
+            continue
+        readers = g.consumers.get(q.output[0], [])
+        params = g.qparams(q)
+        if params is None or not readers or any(r.op_type != "DequantizeLinear" for r in readers) \
+                or q.output[0] in g.outputs or any(r.output[0] in g.outputs for r in readers):
+            continue
+        for dq in readers:
+            for c in g.consumers.get(dq.output[0], []):
+                for k, name in enumerate(c.input):
+                    if name == dq.output[0]:
+                        c.input[k] = q.input[0]
+                        requests.setdefault(q.input[0], []).append((c.name, k, params))
+            drop.add(id(dq))
+        drop.add(id(q))
+    _set_nodes(model.graph, [n for n in model.graph.node if id(n) not in drop])
+    return requests
+
+
+def _plan(model: onnx.ModelProto, requests: dict, floats: set[str], calibrate: bool):
+    """tensor -> how it is quantized: ``("exact", params)``, ``("calib", observed tensor)`` or
+    ``("same", tensor)`` (the grid of another tensor); plus per-reader requantizations and
+    the Relu/Clip nodes a quantizer may absorb."""
+    g = _Graph(model.graph)
+    plan: dict[str, tuple] = {}
+    requant: dict[tuple[str, int], tuple] = {}
+    absorb: list[onnx.NodeProto] = []
+    for tensor, reqs in requests.items():  # 1. the layers' own grids, moved up where exact
+        params = reqs[0][2]
+        if tensor in plan:
+            params = plan[tensor][1] if plan[tensor][0] == "exact" else params
+        for name, k, p in reqs:
+            if p != params:
+                requant[(name, k)] = p
+        if tensor in plan:
+            continue
+        chain, cur = [], tensor
+        while True:
+            p = g.producer.get(cur)
+            if p is None or p.op_type not in _UP or cur in g.outputs or p.input[0] in plan \
+                    or len(g.consumers.get(p.input[0], [])) != 1 or p.input[0] not in floats:
+                break
+            chain.append(p)
+            cur = p.input[0]
+        plan[cur] = ("exact", params)
+        for p in reversed(chain):
+            plan[p.output[0]] = ("same", p.input[0])
+            if p.op_type in _ACTIVATIONS:
+                absorb.append(p)
+    for node in model.graph.node:  # 2. pass-through ops keep the grid; 3. int8 ops get calibrated grids
+        outs = [o for o in node.output if o in floats]
+        if node.op_type in PASS_THROUGH and node.input and node.input[0] in plan:
+            for o in outs:
+                plan.setdefault(o, ("same", node.input[0]))
+        elif calibrate and _int8_capable(node, g, floats):
+            for t in node.input[:1] if node.op_type in _MACS else node.input:
+                if t in floats and not g.is_const(t):
+                    plan.setdefault(t, ("calib", t))
+            for o in outs:
+                plan.setdefault(o, ("calib", o))
+    for act in model.graph.node:  # a calibrated conv output read by one Relu: observe after the Relu
+        src, out = act.input[0] if act.input else "", act.output[0]
+        if act.op_type in _ACTIVATIONS and plan.get(src, ("",))[0] == "calib" and \
+                len(g.consumers.get(src, [])) == 1 and out not in g.outputs:
+            plan[src] = ("calib", out)
+            plan[out] = ("same", src)
+            absorb.append(act)
+    return plan, requant, absorb
+
+
+def _int8_capable(node: onnx.NodeProto, g: _Graph, floats: set[str]) -> bool:
+    """Whether onnxruntime has an integer kernel for ``node`` once its inputs are quantized:
+    conv/linear with int8 weights; Add/Mul of two activations (not a constant operand)."""
+    if node.op_type not in INT8_OPS:
+        return False
+    if node.op_type in _MACS:
+        w = g.producer.get(node.input[1]) if len(node.input) > 1 else None
+        return w is not None and w.op_type == "DequantizeLinear" and g.is_const(w.input[0])
+    if node.op_type in ("Add", "Mul"):
+        return all(t in floats and not g.is_const(t) for t in node.input)
+    return True
+
+
+def quantize_activations(model: onnx.ModelProto, batches: list[np.ndarray] | None = None) -> None:
+    """Give every quantized tensor ONE ``QuantizeLinear`` shared by all its readers, each reader
+    reading its own ``DequantizeLinear`` (what onnxruntime's QDQ fusion needs).
+
+    Without ``batches`` only exact moves happen: a layer's input quantizer moves up through ops
+    that commute with it (Relu, Clip, MaxPool, Flatten, Reshape) to the producer's output, a
+    Relu/Clip whose clamp the quantizer does is dropped, and pass-through ops keep the grid.
+    With ``batches`` every input and output of an op onnxruntime runs in int8 (see
+    ``INT8_OPS``) that still lacks a quantizer gets one from the min/max observed on the
+    batches (residual adds, concat, pooling, sigmoid, the last layer's output). Only float
+    tensors are quantized (shape arithmetic stays integer)."""
+    raw = onnx.ModelProto()
+    raw.CopyFrom(model)
+    for k, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = f"node{k}_{n.op_type}"
+    floats = _float_tensors(model)
+    requests = _strip_activation_qdq(model)
+    plan, requant, absorb = _plan(model, requests, floats, batches is not None)
+    observed = sorted({v[1] for v in plan.values() if v[0] == "calib"})
+    ranges = _observe(raw, observed, batches) if observed else {}
+    params: dict[str, tuple] = {}
+    for t, (kind, arg) in plan.items():
+        if kind == "exact":
+            params[t] = arg
+        elif kind == "calib":
+            lo, hi = ranges[arg]
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            scale = max((hi - lo) / 255.0, 1e-8)
+            params[t] = (scale, int(np.clip(round(-128 - lo / scale), -128, 127)), -128)
+    for t, (kind, arg) in plan.items():  # plan order is topological for "same"
+        if kind == "same":
+            while t not in params and plan[arg][0] == "same" and arg not in params:
+                arg = plan[arg][1]
+            params[t] = params[arg]
+    _absorb_activations(model, absorb, params)
+    _materialize(model, params, requant)
+
+
+def _absorb_activations(model: onnx.ModelProto, acts: list[onnx.NodeProto], params: dict) -> None:
+    """Drop each Relu/Clip whose input and output share a grid that already clamps as it does."""
+    g = _Graph(model.graph)
+    drop = set()
+    rename: dict[str, str] = {}
+    for act in acts:
+        src, out = act.input[0], act.output[0]
+        p = params.get(out)
+        if p is None or params.get(src) != p or out in g.outputs or not _redundant(act, g, *p):
+            continue
+        drop.add(act.name)
+        rename[out] = src
+        params.pop(out)
     nodes = []
-    for n in graph.node:
-        if n.output and n.output[0] == act_out:
+    for n in model.graph.node:
+        if n.name in drop:
             continue
         for k, name in enumerate(n.input):
-            if name == act_out:
-                n.input[k] = src
+            while name in rename:
+                name = rename[name]
+            n.input[k] = name
         nodes.append(n)
-    _set_nodes(graph, nodes)
+    _set_nodes(model.graph, nodes)
 
 
-def _chain(g: _Graph, tensor: str) -> tuple[list[str], list[onnx.NodeProto]]:
-    """Follow single-consumer commuting ops from ``tensor``: ``(relu outputs on the way,
-    Q nodes at the end)``."""
-    relus: list[str] = []
-    cur = tensor
-    while cur not in g.outputs:
-        cons = g.consumers.get(cur, [])
-        qs = [c for c in cons if c.op_type == "QuantizeLinear"]
-        if qs:
-            return relus, qs
-        if len(cons) != 1 or cons[0].op_type not in _TRANSPARENT:
-            break
-        if cons[0].op_type in _ACTIVATIONS:
-            relus.append(cons[0].output[0])
-        cur = cons[0].output[0]
-    return relus, []
+def _qdq_nodes(graph: onnx.GraphProto, tensor: str, p: tuple, tag: str) -> tuple[onnx.NodeProto, str, str]:
+    scale, zp, qmin = p
+    s_name, z_name = f"{tag}_scale", f"{tag}_zp"
+    graph.initializer.append(numpy_helper.from_array(np.array(scale, np.float32), s_name))
+    graph.initializer.append(numpy_helper.from_array(np.array(zp, np.int8 if qmin < 0 else np.uint8), z_name))
+    q = helper.make_node("QuantizeLinear", [tensor, s_name, z_name], [f"{tag}_q"], name=f"{tag}/Q")
+    return q, s_name, z_name
+
+
+def _materialize(model: onnx.ModelProto, params: dict[str, tuple], requant: dict) -> None:
+    """Write the plan: one Q per tensor, one DQ per reader (and Q -> DQ again for a reader
+    that asked for another grid); a quantized graph output keeps its name."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    for k, n in enumerate(graph.node):  # a quantized graph output is produced under a new name
+        for j, o in enumerate(n.output):
+            if o in params and o in outputs:
+                n.output[j] = f"{o}/float"
+                params[f"{o}/float"] = params.pop(o)
+                for m in graph.node:
+                    for i, name in enumerate(m.input):
+                        if name == o:
+                            m.input[i] = f"{o}/float"
+    new_nodes: list[onnx.NodeProto] = []
+    emitted: dict[str, list[onnx.NodeProto]] = {}
+    for idx, t in enumerate(params):
+        tag = f"{t}/quant{idx}"
+        q, s, z = _qdq_nodes(graph, t, params[t], tag)
+        emitted[t] = [q]
+        readers = [(n, k) for n in graph.node for k, name in enumerate(n.input) if name == t]
+        for j, (n, k) in enumerate(readers):
+            dq_out = f"{tag}_dq{j}"
+            emitted[t].append(helper.make_node("DequantizeLinear", [q.output[0], s, z], [dq_out], name=f"{tag}/DQ{j}"))
+            other = requant.get((n.name, k))
+            if other is not None and other != params[t]:
+                q2, s2, z2 = _qdq_nodes(graph, dq_out, other, f"{tag}/requant{j}")
+                emitted[t] += [q2, helper.make_node("DequantizeLinear", [q2.output[0], s2, z2], [f"{dq_out}/rq"],
+                                                    name=f"{tag}/requant{j}/DQ")]
+                dq_out = f"{dq_out}/rq"
+            n.input[k] = dq_out
+        if t.endswith("/float") and t[:-len("/float")] in outputs:
+            emitted[t].append(helper.make_node("DequantizeLinear", [q.output[0], s, z], [t[:-len("/float")]],
+                                               name=f"{tag}/DQout"))
+    for i in graph.input:
+        new_nodes += emitted.pop(i.name, [])
+    for n in graph.node:
+        new_nodes.append(n)
+        for o in n.output:
+            new_nodes += emitted.pop(o, [])
+    _set_nodes(graph, new_nodes)
 
 
 def exact_pass(model: onnx.ModelProto) -> None:
-    graph = model.graph
-    outs = [n.output[0] for n in graph.node if n.op_type in _PRODUCERS]
-    for idx, out in enumerate(outs):
-        g = _Graph(graph)
-        cons = g.consumers.get(out, [])
-        direct = [c for c in cons if c.op_type == "QuantizeLinear"]
-        if out in g.outputs or (direct and len(direct) == len(cons)):
-            continue
-        # a tensor read by a quantizer and by something else (a residual Add): quantize it
-        # once for all readers, as the int8 kernels need a single quantized output
-        relus, qs = ([], direct) if direct else _chain(g, out)
-        params = {g.qparams(q) for q in qs}
-        if not qs or len(params) != 1 or None in params:
-            continue
-        scale, zp, qmin = params.pop()
-        # direct readers are replaced by the new pair; after commuting ops (MaxPool...) the
-        # downstream Q stays, as onnxruntime wants DQ -> MaxPool -> Q around int8 pooling
-        downstream = [q.output[0] for q in direct]
-        _insert_qdq(graph, out, scale, zp, qmin < 0, f"{out}/requant{idx}")
-        for r in relus:
-            _drop_if_redundant(graph, r, scale, zp, qmin)
-        for q_out in downstream:  # its input is on the grid now: Q -> DQ is the identity
-            _bypass_qdq(graph, q_out)
-
-
-def _bypass_qdq(graph: onnx.GraphProto, q_out: str) -> None:
-    """Remove a ``QuantizeLinear`` (by output name) and its ``DequantizeLinear`` readers; their
-    readers take the Q's input instead (exact when that input is already on its grid)."""
-    g = _Graph(graph)
-    q = g.producer.get(q_out)
-    readers = g.consumers.get(q_out, [])
-    if q is None or not readers or any(r.op_type != "DequantizeLinear" for r in readers):
-        return
-    src = q.input[0]
-    dq_outs = {r.output[0] for r in readers}
-    if dq_outs & g.outputs:
-        return
-    drop = {id(q)} | {id(r) for r in readers}
-    nodes = []
-    for n in graph.node:
-        if id(n) in drop:
-            continue
-        for k, name in enumerate(n.input):
-            if name in dq_outs:
-                n.input[k] = src
-        nodes.append(n)
-    _set_nodes(graph, nodes)
+    """:func:`quantize_activations` without calibration data (exact moves only)."""
+    quantize_activations(model, None)
 
 
 def activations_to_uint8(model: onnx.ModelProto) -> None:
@@ -220,40 +349,15 @@ def activations_to_uint8(model: onnx.ModelProto) -> None:
                 r.input[2] = name
 
 
-def calibrated_pass(model: onnx.ModelProto, batches: list[np.ndarray]) -> None:
-    g = _Graph(model.graph)
-    todo: dict[str, tuple[str, str | None]] = {}  # producer output -> (observed tensor, relu output)
-    for node in model.graph.node:
-        if node.op_type not in _CALIBRATED_PRODUCERS or node.output[0] in g.outputs:
-            continue
-        out = node.output[0]
-        cons = g.consumers.get(out, [])
-        if not cons or any(c.op_type == "QuantizeLinear" for c in cons):
-            continue
-        relu = cons[0].output[0] if len(cons) == 1 and cons[0].op_type in _ACTIVATIONS else None
-        if relu is not None and relu in g.outputs:
-            continue
-        todo[out] = (relu if relu is not None else out, relu)
-    if not todo:
-        return
-    ranges = _observe(model, [t for t, _ in todo.values()], batches)
-    for k, (out, (observed, relu)) in enumerate(todo.items()):
-        lo, hi = ranges[observed]
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-        scale = max((hi - lo) / 255.0, 1e-8)
-        zp = int(np.clip(round(-128 - lo / scale), -128, 127))
-        _insert_qdq(model.graph, out, scale, zp, True, f"{out}/calib{k}")
-        if relu is not None:
-            _drop_if_redundant(model.graph, relu, scale, zp, -128)
-
-
 def _observe(model: onnx.ModelProto, names: list[str], batches: list[np.ndarray]) -> dict[str, tuple[float, float]]:
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
+    have = {o.name for o in probe.graph.output}
     for n in names:
-        probe.graph.output.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
+        if n not in have:
+            probe.graph.output.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
     sess = ort.InferenceSession(probe.SerializeToString(), session_options(1, "disable"),
                                 providers=["CPUExecutionProvider"])
     iname = sess.get_inputs()[0].name
@@ -277,8 +381,6 @@ def as_batches(calib: Iterable, limit: int = 64) -> list[np.ndarray]:
     if not out:
         raise UserError("calib yielded no batches")
     return out
-
-
 
 
 def _weight_dqs(model: onnx.ModelProto) -> list[onnx.NodeProto]:

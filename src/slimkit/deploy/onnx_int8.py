@@ -30,8 +30,8 @@ from typing import Iterable, Sequence
 import onnx
 from torch import nn
 
-from slimkit.deploy.int8_graph import (activations_to_uint8, as_batches, calibrated_pass, exact_pass,
-                                       one_weight_zero_point, weight_codes, weights_to_uint8)
+from slimkit.deploy.int8_graph import (activations_to_uint8, as_batches, one_weight_zero_point,
+                                       quantize_activations, weight_codes, weights_to_uint8)
 from slimkit.deploy.int8_inspect import Int8Report, int8_report
 from slimkit.deploy.int8_scheme import SCHEMES, Int8Choice, choose_scheme, is_exact, read_choice, write_choice
 from slimkit.deploy.isa import detect_isa, weights_fit_avx2
@@ -82,9 +82,7 @@ def export_int8_onnx(
         proto = onnx.load(str(raw))
     fits = all(weights_fit_avx2(c) for c in weight_codes(proto).values())
     choice = choose_scheme(isa, scheme, fits, one_weight_zero_point(proto))
-    exact_pass(proto)
-    if calib is not None:
-        calibrated_pass(proto, as_batches(calib))
+    quantize_activations(proto, None if calib is None else as_batches(calib))
     if choice.scheme != "s8s8":
         activations_to_uint8(proto)
     if choice.scheme == "u8u8":
