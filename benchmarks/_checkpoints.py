@@ -29,22 +29,30 @@ def trained(name: str) -> tuple[nn.Module, str] | None:
     return load_model(path).eval(), f"checkpoint {path.name}" + (f": {desc}" if desc else "")
 
 
+def fit_one_cycle(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, *,
+                  batch_size: int = 128, peak_lr: float = 0.1, weight_decay: float = 5e-4,
+                  augment: bool = False) -> nn.Module:
+    """A brief seeded run of `slimkit.train.fit` on tensors (x, y): SGD (momentum 0.9,
+    Nesterov) on a one-cycle schedule peaking at `peak_lr`, full batches only; `augment`:
+    4-pixel pad-crop + horizontal flip per sample. Returns the model in eval mode."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from slimkit.data.transforms import CropFlipCollate
+    from slimkit.train import fit
+
+    opt = torch.optim.SGD(model.parameters(), lr=peak_lr, momentum=0.9,
+                          weight_decay=weight_decay, nesterov=True)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(0),
+                        collate_fn=CropFlipCollate(padding=4) if augment else None)
+    fit(model, loader, epochs=epochs, optimizer=opt, schedule="onecycle", progress=False)
+    return model.eval()
+
+
 def train_one_cycle(name: str, x: torch.Tensor, y: torch.Tensor, epochs: int) -> nn.Module:
-    """A brief seeded SGD one-cycle run on tensors (x, y), batch 128."""
+    """A brief seeded one-cycle run of zoo model `name` on tensors (x, y), batch 128
+    (`fit_one_cycle`; before the move to `slimkit.train.fit` this was a hand-written loop with
+    its own shuffling, so results written earlier differ in the last digits)."""
     torch.manual_seed(0)
     model = zoo.create(name, num_classes=10, in_channels=x.shape[1])
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
-                          nesterov=True)
-    steps = epochs * (len(x) // 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(perm) - 127, 128):
-            b = perm[i:i + 128]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[b]), y[b]).backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+    return fit_one_cycle(model, x, y, epochs)

@@ -6,6 +6,10 @@ a MobileNetV2 (ReLU6 replaced by ReLU, as in the paper) is trained here briefly 
 subset and cached under /tmp/slimkit_quant_bench.
 
     nice -n 10 python benchmarks/quant_dfq.py
+
+The fallback training now runs through `slimkit.train.fit` (`_checkpoints.fit_one_cycle`:
+per-sample crop + flip instead of one shift per batch); results in
+benchmarks/results/quant_dfq.md predate that change.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import torch
 from torch import nn
 
 from slimkit import data, zoo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _checkpoints import fit_one_cycle  # noqa: E402  (same folder)
 from slimkit.quant.dfq import equalize_, replace_relu6
 from slimkit.quant.diagnostics import layer_sqnr
 from slimkit.quant.fold import fold_bn
@@ -59,31 +66,9 @@ def get_model(args, train) -> tuple[nn.Module, str]:
     g = torch.Generator().manual_seed(1)
     x, y = tensors(train, torch.randperm(len(train), generator=g)[: args.train])
     torch.manual_seed(0)
-    opt = torch.optim.SGD(
-        model.parameters(), lr=0.05, momentum=0.9, weight_decay=4e-5, nesterov=True
-    )
-    bs = 128
-    steps = args.epochs * (len(x) // bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
-    model.train()
     t0 = time.time()
-    for ep in range(args.epochs):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(perm) - bs + 1, bs):
-            b = perm[i : i + bs]
-            xb = x[b]
-            if True:  # random flip + 4-pixel shift (pad-crop)
-                flip = torch.rand(len(b), generator=g) < 0.5
-                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-                dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
-                xb = torch.roll(nn.functional.pad(xb, (4, 4, 4, 4)), (dy, dx), (2, 3))[
-                    :, :, 4:-4, 4:-4
-                ]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xb), y[b]).backward()
-            opt.step()
-            sched.step()
-        print(f"  epoch {ep + 1}/{args.epochs} [{time.time() - t0:.0f}s]", flush=True)
+    model = fit_one_cycle(model, x, y, args.epochs, weight_decay=4e-5, augment=True)
+    print(f"  trained {args.epochs} epochs [{time.time() - t0:.0f}s]", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), cached)
     return model.eval(), origin

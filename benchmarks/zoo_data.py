@@ -4,7 +4,9 @@ and a short training sanity run (does data + zoo learn?).
     nice -n 10 python benchmarks/zoo_data.py [--data ../shared/datasets] [--quick]
 
 Writes benchmarks/results/zoo_data.md. Threads: 1. Every timing is a median of a few repeats
-on this shared CPU; treat them as rough.
+on this shared CPU; treat them as rough. The training sanity run now goes through
+`slimkit.train.fit` (one-cycle, peak 0.05) instead of a hand-written loop; the accuracies in
+benchmarks/results/zoo_data.md predate that change.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from slimkit import data, zoo
+from slimkit.train import fit
 
 # published sizes (survey / papers, see shared ANCHORS.md); None = not stated there
 PUBLISHED = {
@@ -157,16 +160,8 @@ def train_sanity(root: Path | None, quick: bool) -> list[str]:
         test_set = data.subset(test, 2_000) if len(test) > 2_000 else test
         model = zoo.create(model_name, num_classes=data.num_classes(ds_name),
                            in_channels=data.input_shape(ds_name)[0])
-        steps = epochs * -(-len(train_set) // 64)
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=steps)
-        model.train()
-        for epoch in range(epochs):
-            for x, y in data.loader(train_set, batch_size=64, train=True, augment=True, seed=epoch):
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(x), y).backward()
-                opt.step()
-                sched.step()
+        fit(model, data.loader(train_set, batch_size=64, train=True, augment=True), epochs=epochs,
+            lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="onecycle", progress=False)
         model.eval()
         correct = 0
         with torch.no_grad():
