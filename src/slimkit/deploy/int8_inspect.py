@@ -83,9 +83,12 @@ def _reason(n: onnx.NodeProto, producer: dict, consumers: dict, is_int: dict, co
             return "float weights: the layer was not quantized (excluded, or not a Conv2d/Linear PTQ wraps)"
     if op not in _INT8_CAPABLE:
         return f"no int8 kernel for {op} in onnxruntime"
+    if op == "Add" and const_in and getattr(src(data[0]) if data else None, "op_type", "") in _MAC_OPS | {
+            "MatMulIntegerToFloat"}:
+        return "bias of a MatMul (a Linear on a >2-D input): onnxruntime adds it in float after the int8 MatMul"
     if op in ("Add", "Mul") and const_in:
-        return (f"constant operand {const_in[0]} (a norm's affine, a bias, or a scale parameter that could not "
-                "be folded): onnxruntime's QLinear{op} takes two quantized activations")
+        return (f"constant operand {const_in[0]} (a norm's affine, a constant, or a scale parameter that could "
+                f"not be folded): onnxruntime's QLinear{op} takes two quantized activations")
     for t in data[:1] if op in _MAC_OPS else data:
         p = src(t)
         if p is not None and p.op_type != "DequantizeLinear" and not is_int.get(t, False):

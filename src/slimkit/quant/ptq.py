@@ -43,6 +43,7 @@ __all__ = [
     "calibrate_",
     "bias_correct_",
     "quant_layers",
+    "fold_layer_scales",
     "build_qspec",
     "PRESETS",
     "BIAS_CORRECTIONS",
@@ -217,7 +218,7 @@ def _plan(model: nn.Module, config: PTQConfig,
             plan[name] = bits
         elif any(True for _ in mod.parameters(recurse=False)) and not isinstance(
             mod, _PARAM_FREE_OK
-        ):
+        ) and not _owns_bare_parameters(mod):
             raise UserError(
                 f"layer {name!r} ({type(mod).__name__}) is not supported by post-training "
                 f"quantization; supported: Conv2d, Linear. Add it to exclude=(...) to keep it "
@@ -229,6 +230,77 @@ def _plan(model: nn.Module, config: PTQConfig,
             f"layer_bits glob(s) {unused} match no layer; layers: {sorted(plan) or '(none)'}"
         )
     return plan
+
+
+def _owns_bare_parameters(mod: nn.Module) -> bool:
+    """A block (a module with children) that also holds parameters of its own, e.g. a
+    ConvNeXt layer scale ``gamma * x`` (Liu et al. 2022): its children are quantized, and a
+    multiply by such a parameter that cannot be folded stays float."""
+    return any(True for _ in mod.children()) and any(True for _ in mod.parameters(recurse=False))
+
+
+@torch.no_grad()
+def fold_layer_scales(model: nn.Module) -> nn.Module:
+    """Fold each per-channel scale parameter that multiplies a Conv2d / Linear output alone
+    (``gamma * conv(x)``, ``gamma * linear(x)``, the layer called once) into that layer's weight
+    and bias: exact in real arithmetic, and the layer then quantizes per channel as usual. The
+    block is replaced by its ``torch.fx`` trace without the multiply (same submodule names);
+    blocks fx cannot trace, or scales used otherwise, are left as they are (that multiply
+    stays float). Modifies ``model`` in place and returns it."""
+    import operator
+
+    import torch.fx as fx
+
+    for name, mod in list(model.named_modules()):
+        if not _owns_bare_parameters(mod):
+            continue
+        own = dict(mod.named_parameters(recurse=False))
+        try:
+            gm = fx.symbolic_trace(mod)
+        except Exception:  # noqa: BLE001 - untraceable blocks keep their float multiply
+            continue
+        calls: dict[str, int] = {}
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+        folded = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_function" or node.target not in (operator.mul, torch.mul) or len(node.args) != 2:
+                continue
+            for p, y in (node.args, node.args[::-1]):
+                if not (isinstance(p, fx.Node) and p.op == "get_attr" and p.target in own
+                        and isinstance(y, fx.Node) and y.op == "call_module" and len(y.users) == 1
+                        and calls.get(y.target) == 1):
+                    continue
+                layer, gamma = gm.get_submodule(y.target), own[p.target].detach()
+                if isinstance(layer, nn.Linear) and gamma.dim() >= 1 and gamma.shape[-1] == layer.out_features \
+                        and gamma.numel() == layer.out_features:
+                    g = gamma.reshape(-1)
+                elif isinstance(layer, nn.Conv2d) and gamma.numel() == layer.out_channels and \
+                        (gamma.dim() == 3 and gamma.shape[1:] == (1, 1) or
+                         gamma.dim() == 4 and gamma.shape[0] == 1 and gamma.shape[2:] == (1, 1)):
+                    g = gamma.reshape(-1)
+                else:
+                    continue
+                layer.weight.mul_(g.reshape(-1, *([1] * (layer.weight.dim() - 1))))
+                if layer.bias is not None:
+                    layer.bias.mul_(g)
+                node.replace_all_uses_with(y)
+                gm.graph.erase_node(node)
+                folded = True
+                break
+        if folded:
+            gm.graph.eliminate_dead_code()
+            gm.recompile()
+            used = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+            for attr in own:
+                if attr not in used and hasattr(gm, attr):
+                    delattr(gm, attr)
+            if name:
+                model.set_submodule(name, gm)
+            else:
+                return gm
+    return model
 
 
 def quant_layers(model: nn.Module) -> dict[str, QuantMixin]:
@@ -243,7 +315,7 @@ def prepare(model: nn.Module, config: PTQConfig) -> nn.Module:
 
 def prepare_with_scales(model: nn.Module, config: PTQConfig) -> tuple[nn.Module, dict]:
     """`prepare`, and the cross-layer equalization scales it applied ({} without DFQ)."""
-    out = fold_bn(model).eval()
+    out = fold_layer_scales(fold_bn(model).eval())
     scales: dict = {}
     if config.equalize or config.bias_absorption:
         from slimkit.quant.dfq import (
