@@ -30,7 +30,7 @@ from slimkit.quant.fold import fold_bn
 from slimkit.quant.ptq import PTQConfig, fold_skip, quant_layers, quantize_ptq
 from slimkit.selection import MethodConfig
 
-__all__ = ["MixedConfig", "assign_bits", "quantize_mixed"]
+__all__ = ["MixedConfig", "assign_bits", "quantize_mixed", "quantize_mixed_with_bits"]
 
 
 @dataclass(frozen=True)
@@ -127,10 +127,17 @@ def assign_bits(
     return {n: (b, config.act_bits) for n, b in bits.items()}
 
 
-def quantize_mixed(model: nn.Module, config: MixedConfig, calib: Any) -> nn.Module:
-    """PTQ with bits from `assign_bits`; the result carries `.bit_assignment` and `.qspec`."""
+def quantize_mixed_with_bits(model: nn.Module, config: MixedConfig, calib: Any
+                             ) -> tuple[nn.Module, dict[str, tuple[int, int | None]]]:
+    """PTQ with bits from `assign_bits`: (quantized model, {layer: (weight_bits, act_bits)})."""
     assignment = assign_bits(model, calib, config)
-    q = quantize_ptq(model, replace(config.ptq_base(), layer_bits=assignment), calib)
+    return quantize_ptq(model, replace(config.ptq_base(), layer_bits=assignment), calib), assignment
+
+
+def quantize_mixed(model: nn.Module, config: MixedConfig, calib: Any) -> nn.Module:
+    """`quantize_mixed_with_bits`; the result carries `.bit_assignment` (older callers) and
+    `.qspec`. The contract's `mixed` method reports the assignment instead."""
+    q, assignment = quantize_mixed_with_bits(model, config, calib)
     q.bit_assignment = assignment
     return q
 

@@ -20,7 +20,7 @@ from slimkit.compress.selection import Selection
 from slimkit.quant.binary import BinaryConfig, ClipLatent, prepare_binary
 from slimkit.quant.hashed import HashConfig, hash_compress
 from slimkit.quant.inq import INQConfig, prepare_inq
-from slimkit.quant.mixed import MixedConfig, assign_bits
+from slimkit.quant.mixed import MixedConfig, quantize_mixed_with_bits
 from slimkit.quant.pact import PACTConfig, PACTRegularizer, prepare_pact
 from slimkit.quant.ptq import PTQConfig, quantize_ptq
 from slimkit.quant.qat import QATConfig, convert, prepare_qat
@@ -78,8 +78,7 @@ def _ptq(model, cfg, ctx):
 def _mixed(model, cfg, ctx):
     calib = ctx.need_calib("mixed")
     cfg = dataclasses.replace(cfg, base=_ptq_skip(model, cfg.base, ctx))
-    assignment = assign_bits(model, calib, cfg)
-    q = quantize_ptq(model, dataclasses.replace(cfg.ptq_base(), layer_bits=assignment), calib)
+    q, assignment = quantize_mixed_with_bits(model, cfg, calib)
     return Result(q, _quant_report("mixed", q, budget_bits=cfg.budget_bits,
                                    assignment={k: list(v) for k, v in assignment.items()}))
 
