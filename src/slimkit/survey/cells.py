@@ -80,8 +80,15 @@ class CellCache:
         self.root = Path(root)
         self.computed = 0
         self.reused = 0
-        self.compute_s = 0.0
+        self.seconds: dict[str, float] = {}   # cell key -> its compute time (each cell once)
         self.refused: list[str] = []
+
+    @property
+    def compute_s(self) -> float:
+        return sum(self.seconds.values())
+
+    def note_seconds(self, config: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        self.seconds[cell_key(config)] = float(result.get("_compute_s", 0.0))
 
     def path(self, config: Mapping[str, Any]) -> Path:
         return self.root / f"{cell_key(config)}.json"
@@ -140,12 +147,12 @@ class CellCache:
         cached = self.get(config)
         if cached is not None:
             self.reused += 1
-            self.compute_s += float(cached.get("_compute_s", 0.0))
+            self.note_seconds(config, cached)
             return cached
         start = time.perf_counter()
         result = dict(compute(json.loads(canonical_json(config))))
         result.setdefault("_compute_s", round(time.perf_counter() - start, 3))
         self.put(config, result)
         self.computed += 1
-        self.compute_s += result["_compute_s"]
+        self.note_seconds(config, result)
         return json.loads(json.dumps(_plain(result, "result")))

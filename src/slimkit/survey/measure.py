@@ -78,8 +78,9 @@ def six_ratios(base: dict[str, Any], new: dict[str, Any], r_T: float | None,
             "r_D": div(new["index_bits"], base["index_bits"])}
 
 
-def finetune(model, train_loader, steps: int, *, lr: float = 1e-3, hooks=()) -> None:
-    """A short Adam fine-tune (``steps`` batches; none when 0), in place, eval mode after."""
+def finetune(model, train_loader, steps: int, *, lr: float = 1e-4, hooks=()) -> None:
+    """A short Adam fine-tune (``steps`` batches; none when 0), in place, eval mode after.
+    The small default lr keeps a fresh Adam's first steps from shaking a trained model."""
     import math
 
     from slimkit.train import fit

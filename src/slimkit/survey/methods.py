@@ -16,7 +16,8 @@ A spec is a plain dict (it is part of a cell's config):
 - ``{"method": "ptq"}``: int8 post-training quantization, per-channel weights
   (`slimkit.quant.ptq`), timed as an int8 ONNX model in onnxruntime.
 
-Every method is followed by the same short fine-tune (``ft_steps``), except PTQ (none).
+Every method is followed by the same short fine-tune (``ft_steps`` Adam steps, lr 1e-4),
+except PTQ (none).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def describe(spec: dict[str, Any]) -> str:
 
 
 def apply_method(model, spec: dict[str, Any], input_shape: Sequence[int], train_loader,
-                 ft_steps: int, lr: float = 1e-3) -> tuple[Any, dict[str, Any]]:
+                 ft_steps: int, lr: float = 1e-4) -> tuple[Any, dict[str, Any]]:
     """(compressed model in eval mode, info: what was done, plus kwargs for the record)."""
     from slimkit.survey.measure import finetune
 

@@ -7,6 +7,9 @@ Data: Fashion-MNIST and CIFAR-10 under ``--data-root`` (``fashion-mnist/`` and
 mnist5k digits and seeded ``synthetic`` 3x32x32 images, and every table says so. The smoke
 budget always uses the embedded/synthetic data (it is for tests).
 
+Cost on a 2-core x86 host, one thread: smoke tens of seconds, quick 6-8 minutes; full is
+extrapolated (not run) at about 17 hours, mostly VGG-16 training.
+
 A baseline is a cell too: its trained weights go to ``OUT/cache/models/<key>.pt``
 (`slimkit.train.save_model`, checksummed) and its accuracy to the cell file.
 """
@@ -21,7 +24,11 @@ from typing import Any
 from slimkit.errors import UserError
 from slimkit.survey.cells import CellCache, cell_key
 
-__all__ = ["BUDGETS", "Budget", "Survey", "default_checkpoints"]
+__all__ = ["BUDGETS", "Budget", "CODE_VERSION", "Survey", "default_checkpoints"]
+
+# part of every cell's config: bump it when what a cell computes changes, so no stale result
+# is read back
+CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -62,17 +69,17 @@ BUDGETS: dict[str, Budget] = {
                     cp_layers=("features.3",), latency_rounds=3, latency_budget_s=0.5,
                     kd_seeds=1, kd_train_n=512, kd_epochs=1, teacher_epochs=1,
                     batch_size=32, t7_arch="alexnet"),
-    "quick": Budget("quick", digits_train_n=6000, cifar_train_n=2500, test_n=1000,
+    "quick": Budget("quick", digits_train_n=6000, cifar_train_n=5000, test_n=1000,
                     train_epochs=3, train_max_steps=0, vgg_train_n=600, ft_steps=10,
                     lenet_ft_steps=60, kmeans_iter=30, cp_iter=3,
                     cp_layers=("features.3", "features.7", "features.10"),
                     latency_rounds=9, latency_budget_s=4.0,
-                    kd_seeds=3, kd_train_n=2000, kd_epochs=4, teacher_epochs=3),
+                    kd_seeds=3, kd_train_n=2000, kd_epochs=30, teacher_epochs=3),
     "full": Budget("full", digits_train_n=0, cifar_train_n=0, test_n=0,
                    train_epochs=30, train_max_steps=0, vgg_train_n=0, ft_steps=400,
                    lenet_ft_steps=1000, kmeans_iter=300, cp_iter=25, cp_layers=("*",),
                    latency_rounds=15, latency_budget_s=20.0,
-                   kd_seeds=5, kd_train_n=10000, kd_epochs=10, teacher_epochs=10),
+                   kd_seeds=5, kd_train_n=10000, kd_epochs=50, teacher_epochs=10),
 }
 
 
@@ -162,7 +169,7 @@ class Survey:
             path = Path(self.checkpoints) / CHECKPOINTS[arch]
             ckpt = path if path.is_file() else None
         b = self.budget
-        config = {"cell": "baseline", "arch": arch, "data": ds["name"], "train_n": train_n,
+        config = {"cell": "baseline", "code": CODE_VERSION, "arch": arch, "data": ds["name"], "train_n": train_n,
                   "test_n": b.test_n, "epochs": b.train_epochs, "max_steps": b.train_max_steps,
                   "lr": lr, "checkpoint": _sha256(ckpt) if ckpt else None}
         model_path = self.out / "cache" / "models" / f"{cell_key(config)}.pt"
@@ -171,7 +178,7 @@ class Survey:
             try:
                 model = load_model(model_path).eval()
                 self.cache.reused += 1
-                self.cache.compute_s += float(cached.get("_compute_s", 0.0))
+                self.cache.note_seconds(config, cached)
                 return model, cached
             except (OSError, ValueError) as exc:
                 import warnings
@@ -207,12 +214,12 @@ class Survey:
         save_model(model_path, model, arch=arch)
         self.cache.put(config, result)
         self.cache.computed += 1
-        self.cache.compute_s += result["_compute_s"]
+        self.cache.note_seconds(config, result)
         return model, result
 
     def cell_config(self, **kw: Any) -> dict[str, Any]:
         """A cell's config: its own keys plus the whole budget."""
-        return {**kw, "budget": self.budget.to_dict()}
+        return {**kw, "code": CODE_VERSION, "budget": self.budget.to_dict()}
 
 
 def env_budget(name: str) -> Budget:
