@@ -35,7 +35,7 @@ def test_bad_arguments_end_in_one_line(capsys):
         main(["info"])  # missing the model argument
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("slimkit info: error:")
+    assert len(err) == 1 and err[0].startswith("slimkit: error: info: ")
 
 
 def test_info_counts_lenet5_by_hand(capsys):

@@ -191,7 +191,7 @@ def quantize_with(model: nn.Module, layers: Sequence[Layer], bits, calib: Any,
     from slimkit.quant.ptq import PTQConfig, quantize_ptq
 
     cfg = PTQConfig(observer="minmax", layer_bits={layer.name: b for layer, b in zip(layers, bits)},
-                    skip=tuple(skip))
+                    exclude=tuple(skip))
     return quantize_ptq(model, cfg, calib)
 
 

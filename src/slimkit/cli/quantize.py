@@ -100,7 +100,7 @@ def _config(args: argparse.Namespace):
         ptq = PTQConfig(weight_bits=args.bits, act_bits=args.act_bits or None,
                         observer=args.observer, weight_observer=args.weight_observer,
                         per_channel=not args.per_tensor, bias_correction=bc,
-                        equalize=args.equalize, skip=tuple(args.skip))
+                        equalize=args.equalize, exclude=tuple(args.skip))
         if args.method == "ptq":
             return ptq, ptq
         if args.method == "mixed":
