@@ -120,7 +120,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *[f"| {b} | {m} | {100 * a:.2f}% | {s:.3f} | {n} | {t:.1f} |" for b, m, a, s, n, t in rows],
         "",
-        f"Hessian traces (Hutchinson, 16 samples x 4 batches): "
+        "Hessian traces (Hutchinson, 16 samples x 4 batches): "
         + ", ".join(f"{n} {traces[n]:.3g}" for n in names),
         "",
     ]

@@ -25,7 +25,8 @@ from torch import nn
 
 from slimkit import data
 from slimkit.auto import LatencyTable
-from slimkit.auto.netadapt import NetAdaptConfig, _short_finetune, _top1, netadapt
+from slimkit.auto.netadapt import NetAdaptConfig, netadapt
+from slimkit.auto.scoring import short_finetune as _short_finetune, top1 as _top1
 from slimkit.graph import DependencyGraph, shrink
 from slimkit.metrics import count_macs, count_params
 from slimkit.metrics.latency import onnx_latency

@@ -27,8 +27,9 @@ from torch import nn
 
 from slimkit import data
 from slimkit.auto import LatencyTable
-from slimkit.auto.amc import AMCConfig, MacModel, amc
-from slimkit.auto.netadapt import NetAdaptConfig, _short_finetune, _top1, netadapt
+from slimkit.auto.amc import AMCConfig, amc
+from slimkit.auto.netadapt import NetAdaptConfig, netadapt
+from slimkit.auto.scoring import short_finetune as _short_finetune, top1 as _top1
 from slimkit.deploy.onnx_export import export_onnx
 from slimkit.graph import DependencyGraph, shrink
 from slimkit.metrics import count_macs, count_params

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from slimkit import zoo
-from slimkit.auto.haq import HAQConfig, Layer, cost, haq, layers_of
+from slimkit.auto.haq import HAQConfig, cost, haq, layers_of
 from slimkit.errors import UserError
 
 
@@ -16,7 +16,8 @@ def test_layers_and_costs_match_hand_counts():
     assert (fc.params, fc.macs, fc.in_elems) == (1280, 1280, 128)
     bits = [(4, 8), (2, 6)]
     assert cost(ls, bits, "size") == (216 * 4 + 1280 * 2) / 8
-    energy = (3456 * 0.2 * 32 / 64 + 216 * 4 * 20 + 48 * 8 * 5 / 32) + (1280 * 0.2 * 12 / 64 + 1280 * 2 * 20 + 128 * 6 * 5 / 32)
+    energy = (3456 * 0.2 * 32 / 64 + 216 * 4 * 20 + 48 * 8 * 5 / 32) \
+        + (1280 * 0.2 * 12 / 64 + 1280 * 2 * 20 + 128 * 6 * 5 / 32)
     assert cost(ls, bits, "energy") == pytest.approx(energy)
     assert cost(ls, [(8, 8)] * 2, "latency") > cost(ls, bits, "latency") > 0
 

@@ -17,7 +17,8 @@ def test_targets_parse(text, kind, value, rel):
     assert (t.kind, t.value, t.relative) == (kind, pytest.approx(value), rel)
 
 
-@pytest.mark.parametrize("text", ["latency", "speed=0.5x", "latency=1.5x", "size=3parsecs", "latency=2KB", "macs=-1x", ""])
+@pytest.mark.parametrize("text", ["latency", "speed=0.5x", "latency=1.5x", "size=3parsecs", "latency=2KB",
+                                  "macs=-1x", ""])
 def test_bad_targets_are_one_clear_error(text):
     with pytest.raises(UserError, match="--target"):
         parse_target(text)
@@ -70,7 +71,8 @@ def test_search_end_to_end_resumes_from_its_cache(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/result.json")}
     again = search(path, task, cfg, out, log_fn=lambda s: None)  # cached: nothing re-run
     assert {p: p.stat().st_mtime_ns for p in (out / "cache").glob("*/result.json")} == stamps
-    assert [c["result"]["accuracy"] for c in again["candidates"]] == [c["result"]["accuracy"] for c in first["candidates"]]
+    accuracies = [c["result"]["accuracy"] for c in first["candidates"]]
+    assert [c["result"]["accuracy"] for c in again["candidates"]] == accuracies
     if first["chosen"] is not None:
         assert (out / "chosen.yaml").exists()
         parse_recipe(__import__("yaml").safe_load((out / "chosen.yaml").read_text()))

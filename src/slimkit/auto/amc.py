@@ -29,6 +29,7 @@ from torch import nn
 
 from slimkit.auto.ddpg import DDPG
 from slimkit.errors import UserError
+from slimkit.auto.scoring import top1
 from slimkit.selection import MethodConfig
 
 __all__ = ["AMCConfig", "AMCResult", "MacModel", "amc"]
@@ -142,16 +143,6 @@ class AMCResult:
                           "| group | kept fraction |", "|---|---|", *rows])
 
 
-def _top1(model: nn.Module, loader: Iterable) -> float:
-    model.eval()
-    hit = total = 0
-    with torch.no_grad():
-        for x, y in loader:
-            hit += (model(x).argmax(1) == y).sum().item()
-            total += len(y)
-    if total == 0:
-        raise UserError("amc: the held-out loader is empty")
-    return hit / total
 
 
 def _counts(groups, fractions: Mapping[str, float]) -> dict[str, int]:
@@ -255,7 +246,7 @@ def amc(model: nn.Module, config: AMCConfig, *, input_shape: Sequence[int], val_
             actions.append(torch.tensor([prev], dtype=torch.float32))
         counts = _counts(groups, kept)
         small = _shrunk(model, graph, groups, counts)
-        reward = _top1(small, val_loader)
+        reward = top1(small, val_loader, "amc")
         fractions = {g.id: counts[g.id] / g.size for g in groups}
         agent.remember(states, actions, reward)
         if episode >= config.warmup:

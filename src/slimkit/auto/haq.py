@@ -32,6 +32,7 @@ from torch import nn
 
 from slimkit.auto.ddpg import DDPG
 from slimkit.errors import UserError
+from slimkit.auto.scoring import top1
 from slimkit.selection import MethodConfig
 
 __all__ = ["HAQConfig", "HAQResult", "Layer", "cost", "haq", "layers_of"]
@@ -67,7 +68,8 @@ class HAQConfig(MethodConfig):
             raise UserError(f"HAQConfig.budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
         if not 0.0 < self.target <= 1.0:
             raise UserError(f"HAQConfig.target must be in (0, 1], got {self.target!r}")
-        if not (isinstance(self.min_bits, int) and isinstance(self.max_bits, int) and 2 <= self.min_bits <= self.max_bits <= 8):
+        ints = isinstance(self.min_bits, int) and isinstance(self.max_bits, int)
+        if not (ints and 2 <= self.min_bits <= self.max_bits <= 8):
             raise UserError(f"HAQConfig bits must satisfy 2 <= min_bits <= max_bits <= 8, got "
                             f"{self.min_bits}, {self.max_bits}")
         for name in ("episodes", "warmup", "seed"):
@@ -156,15 +158,6 @@ class HAQResult:
                           f"of the 8-bit {self.budget}", "| layer | weight bits | act bits |", "|---|---|---|", *rows])
 
 
-def _top1(model: nn.Module, loader: Iterable) -> float:
-    hit = total = 0
-    with torch.no_grad():
-        for x, y in loader:
-            hit += (model(x).argmax(1) == y).sum().item()
-            total += len(y)
-    if total == 0:
-        raise UserError("haq: the held-out loader is empty")
-    return hit / total
 
 
 def _fit_budget(layers, bits, budget, limit, device, min_bits, lower_acts=True) -> list[tuple[int, int]]:
@@ -210,7 +203,8 @@ def haq(model: nn.Module, config: HAQConfig, *, input_shape: Sequence[int], cali
     if cost(layers, floor, config.budget, config.device) > limit:
         raise UserError(f"haq: target {config.target} of the 8-bit {config.budget} cannot be met even at "
                         f"{config.min_bits} bits everywhere")
-    norm = {f: max(getattr(layer, f) for layer in layers) or 1 for f in ("cin", "cout", "kernel", "stride", "feature", "params")}
+    features = ("cin", "cout", "kernel", "stride", "feature", "params")
+    norm = {f: max(getattr(layer, f) for layer in layers) or 1 for f in features}
     agent = DDPG(_STATE_DIM, 1, seed=config.seed)
     span = config.max_bits - config.min_bits + 1
     best, history = None, []
@@ -238,7 +232,7 @@ def haq(model: nn.Module, config: HAQConfig, *, input_shape: Sequence[int], cali
         # the actions stored are those actually taken after the budget was enforced
         actions = [torch.tensor([min(1.0, ((b - config.min_bits) + 0.5) / span)]) for pair in chosen for b in pair]
         q = quantize_with(model, layers, chosen, calib, skip)
-        reward = _top1(q, val_loader)
+        reward = top1(q, val_loader, "haq")
         agent.remember(states, actions, reward)
         if episode >= config.warmup:
             agent.update()

@@ -25,6 +25,7 @@ from torch import nn
 
 from slimkit.auto.lut import LatencyTable
 from slimkit.errors import UserError
+from slimkit.auto.scoring import short_finetune, top1
 from slimkit.selection import MethodConfig
 
 __all__ = ["NetAdaptConfig", "NetAdaptResult", "Iteration", "netadapt"]
@@ -111,37 +112,8 @@ class NetAdaptResult:
                 "iterations": [asdict(i) for i in self.iterations]}
 
 
-def _top1(model: nn.Module, loader: Iterable) -> float:
-    model.eval()
-    hit = total = 0
-    with torch.no_grad():
-        for x, y in loader:
-            hit += (model(x).argmax(1) == y).sum().item()
-            total += len(y)
-    if total == 0:
-        raise UserError("netadapt: the held-out loader is empty")
-    return hit / total
 
 
-def _short_finetune(model: nn.Module, loader: Iterable, steps: int, lr: float) -> None:
-    if steps == 0:
-        return
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    model.train()
-    done = 0
-    while done < steps:
-        seen = False
-        for x, y in loader:
-            seen = True
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-            done += 1
-            if done == steps:
-                break
-        if not seen:
-            raise UserError("netadapt: the training loader is empty")
-    model.eval()
 
 
 def _keep_top(group, n_keep: int) -> torch.Tensor:
@@ -219,8 +191,8 @@ def netadapt(model: nn.Module, config: NetAdaptConfig, *, input_shape: Sequence[
             if found is None:
                 continue
             kept, small, ms = found
-            _short_finetune(small, train_loader, config.short_steps, config.lr)
-            proposals.append((_top1(small, val_loader), -ms, group.id, group.size - kept, kept, small, ms))
+            short_finetune(small, train_loader, config.short_steps, config.lr, "netadapt")
+            proposals.append((top1(small, val_loader, "netadapt"), -ms, group.id, group.size - kept, kept, small, ms))
             log.info("netadapt %d: %s -> %d channels, %.3f ms, top-1 %.2f%%", index, group.id, kept,
                      ms, 100 * proposals[-1][0])
         if not proposals:

@@ -201,7 +201,6 @@ def search(model_file: str | os.PathLike, task: dict, cfg: AutoConfig, out: str 
            rank: int = 0, world: int = 1, barrier: Callable[[], None] = lambda: None,
            log_fn: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Run the search; rank 0 returns the summary (others None). See the module docstring."""
-    import torch
     import yaml
 
     from slimkit.auto.lut import LatencyTable
