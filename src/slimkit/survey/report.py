@@ -76,6 +76,7 @@ def pareto_figure(s34: TableOut):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from slimkit.survey.tables import pareto
 
@@ -102,6 +103,7 @@ def pareto_figure(s34: TableOut):
             if len(front) > 1:
                 ax.plot(*zip(*front), "k--", lw=0.8, alpha=0.6)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no overlaps
             ax.set_xlabel(label)
             ax.set_ylabel("top-1 (%)")
             ax.set_title(task, fontsize=9)
