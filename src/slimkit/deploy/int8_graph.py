@@ -187,7 +187,10 @@ def _plan(model: onnx.ModelProto, requests: dict, floats: set[str], calibrate: b
                 if t in floats and not g.is_const(t):
                     plan.setdefault(t, ("calib", t))
             for o in outs:
-                plan.setdefault(o, ("calib", o))
+                # a Gemm / MatMul network output stays float (QGemm with a float result, see
+                # _int32_bias; MatMulIntegerToFloat); a conv's must be quantized for QLinearConv
+                if not (node.op_type in ("Gemm", "MatMul") and o in g.outputs):
+                    plan.setdefault(o, ("calib", o))
     for act in model.graph.node:  # a calibrated conv output read by one Relu: observe after the Relu
         src, out = act.input[0] if act.input else "", act.output[0]
         if act.op_type in _ACTIVATIONS and plan.get(src, ("",))[0] == "calib" and \
@@ -248,6 +251,45 @@ def quantize_activations(model: onnx.ModelProto, batches: list[np.ndarray] | Non
             params[t] = params[arg]
     _absorb_activations(model, absorb, params)
     _materialize(model, params, requant)
+    for node in list(model.graph.node):
+        if node.op_type == "Gemm" and node.output[0] not in params:
+            _int32_bias(model, node)
+
+
+def _int32_bias(model: onnx.ModelProto, gemm: onnx.NodeProto) -> None:
+    """Give a Gemm with int8 operands and a float output (the network output) its bias as int32
+    codes on the product grid ``scale_x * scale_w`` behind a DequantizeLinear: onnxruntime then
+    fuses it into QGemm with a float result (a float bias blocks that fusion, and quantizing the
+    output instead would round the logits to 8 bits). The rounding is the one integer kernels
+    do to a bias anyway (< half a product step)."""
+    g = _Graph(model.graph)
+    attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+    if len(gemm.input) < 3 or not gemm.input[2] or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        return
+    x, w, bias = (g.producer.get(t) for t in gemm.input[:2]), None, g.const(gemm.input[2])
+    x, w = x
+    if bias is None or x is None or w is None or "DequantizeLinear" != x.op_type or w.op_type != x.op_type:
+        return
+    sx, sw = g.const(x.input[1]), g.const(w.input[1])
+    if sx is None or sw is None or sx.size != 1:
+        return
+    scale = (sx.reshape(()).astype(np.float64) * sw.reshape(-1).astype(np.float64)).astype(np.float32)
+    scale = np.broadcast_to(scale, bias.shape).copy()
+    codes = np.round(bias.astype(np.float64) / scale).astype(np.int32)
+    tag = f"{gemm.input[2]}/int32"
+    model.graph.initializer.extend([numpy_helper.from_array(codes, tag),
+                                    numpy_helper.from_array(scale, f"{tag}_scale"),
+                                    numpy_helper.from_array(np.zeros(bias.shape, np.int32), f"{tag}_zp")])
+    dq = helper.make_node("DequantizeLinear", [tag, f"{tag}_scale", f"{tag}_zp"], [f"{tag}_dq"],
+                          name=f"{gemm.name}/bias_DQ", axis=0)
+    gemm.input[2] = f"{tag}_dq"
+    nodes = []
+    for n in model.graph.node:
+        if n is gemm:
+            nodes.append(dq)
+        nodes.append(n)
+    _set_nodes(model.graph, nodes)
+    drop_unused_initializers(model)
 
 
 def _absorb_activations(model: onnx.ModelProto, acts: list[onnx.NodeProto], params: dict) -> None:
