@@ -129,3 +129,38 @@ def test_report_says_what_calibration_would_add(tmp_path):
     rep = int8_report(export_int8_onnx(sim, shape, tmp_path / "q.onnx"))  # no calib: exact moves only
     assert rep.mac_float, rep.summary()
     assert all("calib=" in rep.why(n) or "float input" in rep.why(n) for n in rep.mac_float), rep.summary()
+
+
+def test_each_tensor_is_quantized_once_for_all_its_readers(tmp_path):
+    import onnx
+
+    build, shape = HELDOUT["inception_pool"]  # the stem output feeds four branches
+    torch.manual_seed(0)
+    calib = [torch.randn(8, *shape)]
+    sim = quantize_ptq(build().eval(), PTQConfig(), calib)
+    graph = onnx.load(str(export_int8_onnx(sim, shape, tmp_path / "q.onnx", calib=calib))).graph
+    qs = [n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(qs) == len(set(qs))
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    stem = next(n for n in graph.node if n.op_type == "Conv")
+    (q,) = readers[stem.output[0]]  # the conv's only reader is its quantizer
+    assert q.op_type == "QuantizeLinear"
+    assert len(readers[q.output[0]]) == 4 and all(r.op_type == "DequantizeLinear" for r in readers[q.output[0]])
+    assert int8_report(tmp_path / "q.onnx").int8_ops.get("QLinearConv") == 8
+
+
+def test_network_output_gemm_runs_int8_without_rounding_the_logits(tmp_path):
+    from slimkit import zoo
+
+    torch.manual_seed(0)
+    model, shape = zoo.create("lenet300").eval(), zoo.input_shape("lenet300")
+    calib = [torch.randn(16, *shape)]
+    sim = quantize_ptq(model, PTQConfig(), calib)
+    path = export_int8_onnx(sim, shape, tmp_path / "q.onnx")  # exact moves only, no calibration
+    rep = int8_report(path)
+    assert rep.int8_ops == {"QGemm": 3} and rep.float_ops == [], rep.summary()
+    x = torch.randn(64, *shape)
+    assert sqnr(sim(x).detach(), torch.from_numpy(OnnxModel(path).run(x.numpy()))) > 50.0
