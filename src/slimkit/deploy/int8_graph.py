@@ -1,19 +1,22 @@
 """Graph rewrites behind :func:`slimkit.deploy.onnx_int8.export_int8_onnx` (ONNX QDQ files).
 
-1. :func:`exact_pass`: when a conv/linear output reaches a layer's input quantizer through
-   ops that commute with it (Relu, Clip, MaxPool, Flatten, Reshape), that quantizer is moved
-   up to the output; a Relu/Clip whose clamp the quantizer already does is dropped. Exact for
-   the quantizer's path; another reader of the same tensor (a residual Add) then sees the
-   quantized value, as it would in any int8 runtime.
-2. :func:`calibrated_pass`: outputs that still lack a quantizer (a residual branch entering an
-   Add, an Add output) get one from the min/max observed on calibration batches. This adds a
-   rounding the simulated model does not have, as any int8 runtime must.
-3. :func:`activations_to_uint8`: int8 activations re-expressed as uint8 (same real values).
-4. :func:`weights_to_uint8`: int8 weights re-expressed as uint8 (``q + 128``, zero point
+1. :func:`quantize_activations`: the exported per-layer ``QuantizeLinear -> DequantizeLinear``
+   pairs are stripped and re-planned so that every quantized tensor has ONE quantizer shared by
+   all its readers, each reader reading its own ``DequantizeLinear`` (onnxruntime fuses a conv
+   into QLinearConv only when a quantizer is its sole reader). Exact moves: a layer's input grid
+   moves up through ops that commute with it (Relu, Clip, MaxPool, Flatten, Reshape, Transpose)
+   to the producer's output, a Relu/Clip whose clamp the grid does is dropped, pass-through
+   ops keep their input's grid; another reader of that tensor (a residual Add) then sees the
+   quantized value, as in any int8 runtime. With calibration batches, every float input and
+   output of an op onnxruntime runs in int8 (``INT8_OPS``) gets a min/max grid, which adds a
+   rounding the simulated model does not have, as any int8 runtime must. A Gemm producing the
+   network output keeps a float result (int32 bias: QGemm with float output).
+2. :func:`activations_to_uint8`: int8 activations re-expressed as uint8 (same real values).
+3. :func:`weights_to_uint8`: int8 weights re-expressed as uint8 (``q + 128``, zero point
    ``+ 128``: same real values), which selects onnxruntime's exact u8 x u8 kernels.
 
-A tensor read by several nodes (a residual input) gets one Q -> DQ pair per reader, which
-onnxruntime needs in order to fuse each of them. Integer arithmetic: Jacob et al., CVPR 2018.
+Only float tensors are quantized (by shape inference): integer shape arithmetic (the split
+sizes of ``torch.chunk``) stays integer. Integer arithmetic: Jacob et al., CVPR 2018.
 """
 
 from __future__ import annotations

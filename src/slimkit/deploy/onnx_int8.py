@@ -6,8 +6,9 @@ The QDQ ("quantize-dequantize") format marks where a tensor is int8; onnxruntime
 MatMul, Add, pooling). Integer arithmetic follows Jacob et al., CVPR 2018.
 
 ``export_int8_onnx`` lowers the model with :func:`slimkit.quant.export.lower_to_qdq` (our
-scales, int8 weight initializers), exports it, rewrites the graph so that every conv/linear
-output is followed by a quantizer (:mod:`slimkit.deploy.int8_graph`), then picks the operand
+scales, int8 weight initializers), exports it, rewrites the graph so that every tensor is
+quantized once for all its readers and, with ``calib``, every op onnxruntime has an integer
+kernel for gets quantized inputs and outputs (:mod:`slimkit.deploy.int8_graph`), then picks the operand
 types that onnxruntime computes exactly on the target CPU (:mod:`slimkit.deploy.int8_scheme`,
 :mod:`slimkit.deploy.isa`): u8 x s8 with VNNI, u8 x u8 on AVX2-only CPUs unless the weights
 fit 7 bits. The choice is recorded in the file's metadata and in :func:`int8_report`.
@@ -66,9 +67,10 @@ def export_int8_onnx(
 ) -> Path:
     """Export a slimkit simulated-quantized model as a QDQ ONNX file with int8 weights.
 
-    ``calib`` (batches of inputs, or ``(x, y)`` pairs, e.g. a DataLoader) enables the
-    calibrated pass for outputs no layer quantizes (residual adds); without it they stay
-    float and :func:`int8_report` names them.
+    ``calib`` (batches of inputs, or ``(x, y)`` pairs, e.g. a DataLoader) gives min/max grids
+    to tensors no layer quantizes (conv outputs, residual adds, concat, pooling, sigmoid), so
+    those ops run in int8 too; without it only exact rewrites happen and :func:`int8_report`
+    names what stays float and why. The file records ``slimkit.int8.calibrated``.
 
     ``isa``: the CPU class the file must be exact on: ``"auto"`` (this machine, or
     ``SLIMKIT_INT8_ISA``), ``"vnni"``, ``"avx2"`` (no VNNI) or ``"portable"`` (any CPU).
