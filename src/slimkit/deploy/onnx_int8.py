@@ -34,7 +34,8 @@ from torch import nn
 from slimkit.deploy.int8_graph import (activations_to_uint8, as_batches, one_weight_zero_point,
                                        quantize_activations, weight_codes, weights_to_uint8)
 from slimkit.deploy.int8_inspect import Int8Report, int8_report
-from slimkit.deploy.int8_scheme import META_PREFIX, SCHEMES, Int8Choice, choose_scheme, is_exact, read_choice, write_choice
+from slimkit.deploy.int8_scheme import (META_PREFIX, SCHEMES, Int8Choice, choose_scheme, is_exact, read_choice,
+                                        write_choice)
 from slimkit.deploy.isa import detect_isa, weights_fit_avx2
 from slimkit.deploy.onnx_export import export_onnx, session_options
 from slimkit.deploy.ort_quantize import ORT_CALIBRATION, ort_quantize_static
