@@ -81,6 +81,10 @@ def measure(name: str, build, shape) -> dict:
     signal, noise = float((want.astype(np.float64) ** 2).sum()), float(((want - got).astype(np.float64) ** 2).sum())
     row["sqnr_db"] = None if signal == 0 else 10 * np.log10(signal / max(noise, 1e-30))
     row["top1_agree"] = float((got.argmax(1) == want.argmax(1)).mean())
+    # SQNR of the input-dependent part (outputs centred on their batch mean): random deep nets
+    # give near-constant outputs, whose plain SQNR mostly measures the (exact) bias
+    var = float(want.astype(np.float64).var(0).sum() * len(want))  # squared deviations, all samples
+    row["sqnr_centred_db"] = None if var == 0 else 10 * np.log10(var / max(noise, 1e-30))
     row["mac_int8"] = rep.mac_int8
     row["float_ops"] = dict(Counter(op for _, op in rep.float_ops))
     reasons = getattr(rep, "reasons", None)
@@ -111,7 +115,8 @@ def _cell(r: dict | None) -> str:
     return f"{r['mac_int8']}/{r['mac_calls']}"
 
 
-def write(rows: list[dict], before: dict[str, dict] | None, rev: str | None, seconds: float, out: Path) -> None:
+def write(rows: list[dict], before: dict[str, dict] | None, rev: str | None, seconds: float, out: Path,
+          load: str) -> None:
     def sh(cmd: str) -> str:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 
@@ -125,15 +130,17 @@ def write(rows: list[dict], before: dict[str, dict] | None, rev: str | None, sec
         f"{_ort_version()} with all graph optimisations. *int8 MACs*: conv/linear calls onnxruntime runs as "
         "integer kernels (QLinearConv, QGemm, QLinearMatMul, MatMulIntegerToFloat) / conv/linear calls in the "
         "PTQ model (a module called 3 times counts 3). SQNR and top-1 agreement: the int8 file against the "
-        "simulated-quantized model on 64 random inputs (top-1 over dim 1; for the U-Nets that is per pixel). "
+        "simulated-quantized model on 64 random inputs (top-1 over dim 1; for the U-Nets that is per pixel); "
+        "*centred*: the same error against the outputs minus their batch mean (random deep nets give "
+        "near-constant outputs, whose plain SQNR mostly measures the bias, which stays exact). "
         "Random weights: this measures coverage and fidelity, not accuracy. "
         "`unet_convtranspose` and `instancenorm_prelu` exclude the layers PTQ does not wrap "
         "(ConvTranspose2d; InstanceNorm2d, PReLU).",
         "",
-        f"| network | int8 MACs before ({rev}) | int8 MACs after | SQNR dB | top-1 agree | float compute nodes "
-        "(op x count) |" if before is not None else
-        "| network | int8 MACs | SQNR dB | top-1 agree | float compute nodes (op x count) |",
-        "|---|---|---|---|---|---|" if before is not None else "|---|---|---|---|---|",
+        f"| network | int8 MACs before ({rev}) | int8 MACs after | SQNR dB | SQNR dB centred (before) | "
+        "top-1 agree | float compute nodes (op x count) |" if before is not None else
+        "| network | int8 MACs | SQNR dB | SQNR dB centred | top-1 agree | float compute nodes (op x count) |",
+        "|---|---|---|---|---|---|---|" if before is not None else "|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [r["net"]] + ([_cell(before.get(r["net"]))] if before is not None else []) + [_cell(r)]
@@ -142,7 +149,11 @@ def write(rows: list[dict], before: dict[str, dict] | None, rev: str | None, sec
         else:
             flt = ", ".join(f"{k} x{v}" for k, v in sorted(r["float_ops"].items())) or "none"
             db = "n/a (output all 0)" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f}"
-            cells += [db, f"{r['top1_agree']:.2f}", flt]
+            dc = "n/a" if r.get("sqnr_centred_db") is None else f"{r['sqnr_centred_db']:.1f}"
+            b = (before or {}).get(r["net"], {})
+            if before is not None:
+                dc += f" ({b['sqnr_centred_db']:.1f})" if b.get("sqnr_centred_db") is not None else " (-)"
+            cells += [db, dc, f"{r['top1_agree']:.2f}", flt]
         lines.append("| " + " | ".join(cells) + " |")
     tot = lambda rs: (sum(r.get("mac_int8", 0) for r in rs), sum(r.get("mac_calls", 0) for r in rs))  # noqa: E731
     a = tot(rows)
@@ -154,14 +165,12 @@ def write(rows: list[dict], before: dict[str, dict] | None, rev: str | None, sec
     left = [(r["net"], n, why) for r in rows for n, why in r.get("mac_float", [])]
     lines += ["", "Conv/linear left in float, with `int8_report`'s reason:", ""]
     lines += [f"- {net}: `{n}`: {why}" for net, n, why in left] or ["- none"]
-    reasons = Counter()
     lines += ["", "Other float nodes are ops without an onnxruntime int8 kernel (LayerNormalization, "
               "InstanceNormalization, BatchNormalization of a norm that cannot fold, Erf/Div of GELU, "
               "HardSigmoid/HardSwish, ReduceMean, ConvTranspose) or Add/Mul with a constant operand (a norm's "
               "affine, a MatMul bias); `int8_report(path).reasons` names each with its reason."]
-    del reasons
-    lines += ["", f"CPU: {model} ({', '.join(flags)}); {os.cpu_count()} cores; load before the run: "
-              f"`{sh('uptime')}`; torch threads 1; {seconds:.0f} s.",
+    lines += ["", f"CPU: {model} ({', '.join(flags)}); {os.cpu_count()} cores; load at the start: "
+              f"`{load}`; torch threads 1; {seconds:.0f} s.",
               f"Python {platform.python_version()}, torch {torch.__version__}.", "",
               "Command: `nice -n 10 python benchmarks/int8_coverage.py" + (f" --before {rev}`" if rev else "`"), ""]
     out.write_text("\n".join(lines))
@@ -183,9 +192,10 @@ def main() -> None:
         print(json.dumps(run_all()))
         return
     t0 = time.time()
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rows = run_all()
     before = _before(args.before) if args.before else None
-    write(rows, before, args.before, time.time() - t0, args.out)
+    write(rows, before, args.before, time.time() - t0, args.out, load)
     print(args.out.read_text())
 
 

@@ -190,9 +190,10 @@ def _plan(model: onnx.ModelProto, requests: dict, floats: set[str], calibrate: b
                 if t in floats and not g.is_const(t):
                     plan.setdefault(t, ("calib", t))
             for o in outs:
-                # a Gemm / MatMul network output stays float (QGemm with a float result, see
-                # _int32_bias; MatMulIntegerToFloat); a conv's must be quantized for QLinearConv
-                if not (node.op_type in ("Gemm", "MatMul") and o in g.outputs):
+                # the network output is not rounded to 8 bits: a Gemm / MatMul producing it keeps
+                # a float result (QGemm, see _int32_bias; MatMulIntegerToFloat), a pool or add
+                # producing it runs in float; only a conv must (QLinearConv has no float output)
+                if node.op_type == "Conv" or not _feeds_output_only(g, o):
                     plan.setdefault(o, ("calib", o))
     for act in model.graph.node:  # a calibrated conv output read by one Relu: observe after the Relu
         src, out = act.input[0] if act.input else "", act.output[0]
@@ -202,6 +203,16 @@ def _plan(model: onnx.ModelProto, requests: dict, floats: set[str], calibrate: b
             plan[out] = ("same", src)
             absorb.append(act)
     return plan, requant, absorb
+
+
+def _feeds_output_only(g: _Graph, tensor: str) -> bool:
+    """Whether ``tensor`` reaches only a graph output, through single-reader pass-through ops."""
+    while tensor not in g.outputs:
+        cons = g.consumers.get(tensor, [])
+        if len(cons) != 1 or cons[0].op_type not in PASS_THROUGH or len(cons[0].output) != 1:
+            return False
+        tensor = cons[0].output[0]
+    return not g.consumers.get(tensor)
 
 
 def _int8_capable(node: onnx.NodeProto, g: _Graph, floats: set[str]) -> bool:
