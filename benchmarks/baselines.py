@@ -79,7 +79,7 @@ SETUPS = {
                     epochs=12, lr=0.1, channels_last=True,
                     reference="about 90-91% (datasets README); MNIST 99.20% (Han'15)"),
     "resnet20": Setup("resnet20", "cifar10", "cifar10-jpeg.tar.gz", "resnet20_cifar10.pt",
-                      epochs=7, lr=0.05, channels_last=True, augment=True,
+                      epochs=5, lr=0.05, channels_last=True, augment=True,
                       reference="91.25% after 182 epochs (He et al. 2016)"),
     # not trained here yet (see baselines.md for the expected time on CPU)
     "alexnet": Setup("alexnet", "cifar10", "cifar10-jpeg.tar.gz", "alexnet_cifar10.pt",
