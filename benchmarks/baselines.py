@@ -195,7 +195,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     s = SETUPS[name]
     init = getattr(args, f"init_{name}", None)
     epochs = getattr(args, f"epochs_{name}", None)
-    s = replace(s, init=init or s.init, epochs=epochs or s.epochs)
+    lr = getattr(args, f"lr_{name}", None)
+    s = replace(s, init=init or s.init, epochs=epochs or s.epochs, lr=lr or s.lr)
     root = Path(args.data) / s.root
     train_set = data.load(s.dataset, root=root, split="train")
     test_set = data.load(s.dataset, root=root, split="test")
@@ -287,9 +288,11 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             continue
         best = max(v for v in (r["top1"], r["checkpoint_top1"]) if v is not None)
         gap = 100 * (best - t)
+        total_s = r["train_s"] + sum(e["train_s"] for e in r.get("earlier_runs", []))
         lines.append(f"- {m}: target {100 * t:.1f}%, checked-in {_pct(r['checkpoint_top1'])}: "
                      + ("meets it" if gap >= 0 else f"**short of it by {-gap:.2f} points**")
-                     + f" ({r['train_s'] / 60:.0f} min of training on this host in the run above)")
+                     + f" after {total_s / 60:.0f} min of training on this host"
+                     + (f" in {len(r['earlier_runs']) + 1} chained runs" if r.get("earlier_runs") else ""))
     n = max(len(rows[m]["per_epoch_top1"]) for m in order) if order else 0
     lines += ["", "## Test top-1 after each epoch (%)", "",
               "Within one one-cycle run: the early epochs are at a high learning rate, so they",
@@ -315,6 +318,10 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             f"- {r['epochs']} of {r['planned_epochs']} epochs, {r['steps']} steps, "
             f"{r['train_s']:.0f} s of training (per epoch incl. test pass: "
             f"{', '.join(f'{v:.0f}' for v in r['epoch_s'])} s)",
+            *[f"- earlier run this one continues: `{e['command']}`: {e['epochs']} epochs, "
+              f"{e['train_s']:.0f} s, top-1 {_pct(e['top1'])} (per epoch: "
+              f"{', '.join(f'{100 * v:.2f}' for v in e['per_epoch_top1'])})"
+              for e in r.get("earlier_runs", [])],
             f"- CPU: {h['cpu']} ({h['cpus']} CPUs; flags {h['flags']}), torch {torch.__version__}",
             f"- load before: `{h['load']}`; after: `{r['load_after']}`",
             f"- checked-in file `{r['checkpoint']}`: "
@@ -394,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in SETUPS:
         p.add_argument(f"--epochs-{name}", type=int, default=None,
                        help=f"epochs (default {SETUPS[name].epochs})")
+        p.add_argument(f"--lr-{name}", type=float, default=None,
+                       help=f"one-cycle peak lr (default {SETUPS[name].lr})")
     p.add_argument("--init-resnet20", default=None,
                    help="warm start from this model file (e.g. the checked-in one)")
     p.add_argument("--time-budget", type=float, default=None,
@@ -418,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
         write_report(out, rows, args.threads, estimates)
         return 0
     for name in args.models:
+        before = rows.get(name)
         rows[name] = run_one(name, args)
+        if before and before.get("replaced") and rows[name]["setup"].get("init") == before["checkpoint"]:
+            rows[name]["earlier_runs"] = before.get("earlier_runs", []) + [
+                {k: before[k] for k in ("command", "epochs", "top1", "train_s", "per_epoch_top1")}]
         write_report(out, rows, args.threads, estimates)  # after each model
         r = rows[name]
         print(f"{name}: top1 {100 * r['top1']:.2f}% in {r['epochs']} epochs, {r['train_s']:.0f} s, "
