@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 # Each command lives in slimkit/cli/<name>.py and exposes add_parser(subparsers) and run(args).
 COMMANDS = ("train", "evaluate", "info", "compare", "prune", "quantize", "lowrank", "distill", "compress",
-            "run", "auto", "demo")
+            "run", "auto", "survey", "demo")
 # The one-line help of each command for `slimkit --help`, without importing the command.
 SUMMARIES = {
     "train": "train a zoo model",
@@ -27,6 +27,7 @@ SUMMARIES = {
     "compress": "apply any registered method by name (slimkit compress METHOD --help)",
     "run": "run a YAML recipe (any method, finetune, distill and export steps)",
     "auto": "find the recipe that meets a latency / size / MACs target on this host",
+    "survey": "reproduce the survey's comparison tables (markdown + HTML)",
     "demo": "train, compress and compare LeNet-5 (no data needed)",
 }
 
