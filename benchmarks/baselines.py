@@ -301,7 +301,7 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
         lines.append(f"- {m}: target {100 * t:.1f}%, checked-in {_pct(r['checkpoint_top1'])}: "
                      + ("meets it" if gap >= 0 else f"**short of it by {-gap:.2f} points**")
                      + f" after {total_s / 60:.0f} min of training on this host"
-                     + (f" in {len(r['earlier_runs']) + 1} chained runs" if r.get("earlier_runs") else ""))
+                     + (f" in {len(r['earlier_runs']) + 1} runs" if r.get("earlier_runs") else ""))
     n = max(len(rows[m]["per_epoch_top1"]) for m in order) if order else 0
     lines += ["", "## Test top-1 after each epoch (%)", "",
               "Within one one-cycle run: the early epochs are at a high learning rate, so they",
@@ -327,8 +327,9 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             f"- {r['epochs']} of {r['planned_epochs']} epochs, {r['steps']} steps, "
             f"{r['train_s']:.0f} s of training (per epoch incl. test pass: "
             f"{', '.join(f'{v:.0f}' for v in r['epoch_s'])} s)",
-            *[f"- earlier run this one continues: `{e['command']}`: {e['epochs']} epochs, "
-              f"{e['train_s']:.0f} s, top-1 {_pct(e['top1'])} (per epoch: "
+            *[f"- earlier run on the checked-in file: `{e['command']}`: {e['epochs']} epochs, "
+              f"{e['train_s']:.0f} s, top-1 {_pct(e['top1'])}, file "
+              f"{'replaced' if e.get('replaced', True) else 'kept'} (per epoch: "
               f"{', '.join(f'{100 * v:.2f}' for v in e['per_epoch_top1'])})"
               for e in r.get("earlier_runs", [])],
             *([f"- note: {NOTES[m]}"] if m in NOTES else []),
@@ -439,9 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         before = rows.get(name)
         rows[name] = run_one(name, args)
-        if before and before.get("replaced") and rows[name]["setup"].get("init") == before["checkpoint"]:
+        if before and rows[name]["setup"].get("init") == before["checkpoint"]:  # a continuation
             rows[name]["earlier_runs"] = before.get("earlier_runs", []) + [
-                {k: before[k] for k in ("command", "epochs", "top1", "train_s", "per_epoch_top1")}]
+                {k: before[k] for k in ("command", "epochs", "top1", "train_s", "per_epoch_top1",
+                                        "replaced")}]
         write_report(out, rows, args.threads, estimates)  # after each model
         r = rows[name]
         print(f"{name}: top1 {100 * r['top1']:.2f}% in {r['epochs']} epochs, {r['train_s']:.0f} s, "
