@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -149,9 +150,10 @@ def main() -> None:
     for name, m in models.items():
         accs = []
         for seed in args.seeds:
-            torch.manual_seed(seed)
+            order = list(train)
+            random.Random(seed).shuffle(order)  # each seed fine-tunes on its own batch order
             tuned = copy.deepcopy(m)
-            _short_finetune(tuned, train * (args.ft_steps // len(train) + 1), args.ft_steps, 0.01)
+            _short_finetune(tuned, order * (args.ft_steps // len(order) + 1), args.ft_steps, 0.01)
             accs.append(_top1(tuned, test))
         rows[name] = dict(before=_top1(m, test), accs=accs, params=count_params(m), macs=macs_of(m), model=m)
         print(name, rows[name]["accs"], flush=True)
