@@ -180,7 +180,7 @@ def test_help_shows_defaults(capsys, name):
     if name in ("train", "prune", "quantize", "evaluate", "compare"):
         assert "(default:" in text
     if name == "train":
-        assert "--lr LR peak learning rate (default: 0.05)" in text
+        assert "--lr LR peak learning rate (default: 0.05; 0.002 with --task detection|segmentation)" in text
 
 
 def test_garbage_model_file_is_named_in_one_line(tmp_path, capsys):

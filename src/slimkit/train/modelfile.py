@@ -97,6 +97,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
+TASK_ARCH = "task:"           # arch prefix of the dense-prediction models of slimkit.tasks
 MAX_ARCH_NUMBER = 100_000     # bound on numbers in arch_kwargs (num_classes, width_mult, ...)
 
 
@@ -106,9 +107,10 @@ def create_from_file(arch: Any, arch_kwargs: Any, source: str) -> nn.Module:
     cannot ask for a huge model); any failure is a `UserError` naming ``source``."""
     from slimkit import zoo  # imported late: zoo sits beside train, not below it
 
-    if not isinstance(arch, str) or arch not in zoo.names():
+    dense = isinstance(arch, str) and arch.startswith(TASK_ARCH)
+    if not isinstance(arch, str) or not (dense or arch in zoo.names()):
         raise UserError(f"{source}: unknown architecture {arch!r}; known: "
-                        f"{', '.join(zoo.names())}")
+                        f"{', '.join(zoo.names())}, task:detection, task:segmentation")
     if not isinstance(arch_kwargs, dict):
         raise FormatError(f"{source}: arch_kwargs must be a dict, got {arch_kwargs!r}")
     for key, value in arch_kwargs.items():
@@ -119,6 +121,10 @@ def create_from_file(arch: Any, arch_kwargs: Any, source: str) -> nn.Module:
             raise FormatError(f"{source}: arch_kwargs {key!r}={value!r} is not a plain value "
                               f"(numbers must be finite and at most {MAX_ARCH_NUMBER:,})")
     try:
+        if dense:  # a detector / segmenter of slimkit.tasks, e.g. "task:detection"
+            from slimkit.tasks import get_task
+
+            return get_task(arch[len(TASK_ARCH):]).build_model(**arch_kwargs)
         return zoo.create(arch, **arch_kwargs)
     except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
         raise UserError(f"{source}: cannot build {arch!r} from arch_kwargs {arch_kwargs}: "
