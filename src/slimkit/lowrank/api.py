@@ -143,7 +143,7 @@ def _candidates(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))}
 
 
-def _probe(model: nn.Module, names: list[str], input_shape: Sequence[int]) -> dict[str, tuple]:
+def input_shapes(model: nn.Module, names: list[str], input_shape: Sequence[int]) -> dict[str, tuple]:
     """Input shape (batch 1) seen by each named layer in one forward pass."""
     seen: dict[str, tuple] = {}
     handles = []
@@ -188,7 +188,7 @@ def decompose_with_report(model: nn.Module, config: LowRankConfig,
     new = copy.deepcopy(model)
     cands = _candidates(new)
     order = (selection or config.selection()).names(new)
-    shapes = _probe(new, order, input_shape) if input_shape is not None else {}
+    shapes = input_shapes(new, order, input_shape) if input_shape is not None else {}
     method = METHODS.get(config.method)
     reports = []
     for name in order:

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from slimkit.errors import UserError
 from slimkit.lowrank._layers import ConvGeometry, bias_of
-from slimkit.lowrank.api import LayerReport, LowRankResult
+from slimkit.lowrank.api import LayerReport, LowRankResult, input_shapes
 
 __all__ = ["SeparableConfig", "SeparableFactors", "separable_conv", "separable_factors",
            "separate"]
@@ -163,28 +163,6 @@ def _select(names: list[str], cfg: SeparableConfig) -> list[str]:
     return [n for n in names if n in chosen]
 
 
-def _input_shapes(model: nn.Module, names: list[str], input_shape: Sequence[int]) -> dict:
-    """Input shape (batch 1) each named layer sees in one eval-mode forward pass."""
-    seen: dict[str, tuple] = {}
-
-    def hook(name: str):
-        def record(mod, inputs, out) -> None:  # returns None: the output is left as it is
-            seen.setdefault(name, tuple(inputs[0].shape))
-        return record
-
-    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in names]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return seen
-
-
 def separate(model: nn.Module, config: SeparableConfig,
              input_shape: Sequence[int] | None = None) -> LowRankResult:
     """A copy of ``model`` with its eligible convs made depthwise-separable, and one
@@ -198,7 +176,7 @@ def separate(model: nn.Module, config: SeparableConfig,
     new = copy.deepcopy(model)
     convs = {n: m for n, m in new.named_modules() if n and isinstance(m, nn.Conv2d)}
     order = _select(list(convs), config)
-    shapes = _input_shapes(new, order, input_shape) if input_shape is not None else {}
+    shapes = input_shapes(new, order, input_shape) if input_shape is not None else {}
     reports = []
     for name in order:
         conv = convs[name]
