@@ -46,6 +46,24 @@ def batches(ds, n: int, bs: int, seed: int) -> list[tuple[torch.Tensor, torch.Te
     return [(xs[i:i + bs], ys[i:i + bs]) for i in range(0, n, bs)]
 
 
+def resnet20_and_cifar(n_train: int, n_test: int):
+    """The baselines' ResNet-20 and CIFAR-10 batches: `n_train` training images (batch 64), a
+    disjoint held-out split of 1,024 other training images (batch 256) for the searches to score
+    on, and `n_test` test images (batch 500). (Results written before 2026-11-29 23:30 drew the
+    held-out split independently, overlapping the training subset by chance.)"""
+    found = trained("resnet20")
+    if found is None:
+        sys.exit("benchmarks/checkpoints/resnet20_cifar10.pt is missing: run benchmarks/baselines.py first")
+    base, desc = found
+    train_ds = data.load("cifar10", root=str(SHARED), split="train")
+    test_ds = data.load("cifar10", root=str(SHARED), split="test")
+    both = batches(train_ds, n_train + 1024, 64, seed=1)
+    xs, ys = torch.cat([x for x, _ in both]), torch.cat([y for _, y in both])
+    train = [(xs[i:i + 64], ys[i:i + 64]) for i in range(0, n_train, 64)]
+    held_out = [(xs[i:i + 256], ys[i:i + 256]) for i in range(n_train, n_train + 1024, 256)]
+    return base, desc, train, held_out, batches(test_ds, n_test, 500, seed=0)
+
+
 def uniform_l1(model: nn.Module, fraction: float) -> nn.Module:
     graph = DependencyGraph.build(model, torch.zeros(1, 3, 32, 32))
     keep = {}
@@ -68,15 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     started, load0 = time.time(), os.getloadavg()[0]
-    found = trained("resnet20")
-    if found is None:
-        sys.exit("benchmarks/checkpoints/resnet20_cifar10.pt is missing: run benchmarks/baselines.py first")
-    base, desc = found
-    train_ds = data.load("cifar10", root=str(SHARED), split="train")
-    test_ds = data.load("cifar10", root=str(SHARED), split="test")
-    train = batches(train_ds, args.train, 64, seed=1)
-    held_out = batches(train_ds, 1024, 256, seed=2)  # overlaps `train` only by chance
-    test = batches(test_ds, args.test, 500, seed=0)
+    base, desc, train, held_out, test = resnet20_and_cifar(args.train, args.test)
     shape = (3, 32, 32)
     table = LatencyTable.for_host("onnxruntime", 1, 1, repeats=20)
     original = table.predict(base, shape).total_ms

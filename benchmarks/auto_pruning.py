@@ -18,7 +18,6 @@ import copy
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimkit import data
 from slimkit.auto import LatencyTable
 from slimkit.auto.amc import AMCConfig, amc
 from slimkit.auto.netadapt import NetAdaptConfig, netadapt
@@ -36,8 +34,7 @@ from slimkit.graph import DependencyGraph, shrink
 from slimkit.metrics import count_macs, count_params
 from slimkit.metrics.latency import compare_latency
 
-from _checkpoints import trained  # same folder
-from auto_netadapt import batches, uniform_l1  # same folder
+from auto_netadapt import resnet20_and_cifar, uniform_l1  # same folder
 from latency_lut import cpu_line  # same folder
 
 HERE = Path(__file__).resolve().parent
@@ -104,15 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     started, load0 = time.time(), os.getloadavg()[0]
-    found = trained("resnet20")
-    if found is None:
-        sys.exit("benchmarks/checkpoints/resnet20_cifar10.pt is missing: run benchmarks/baselines.py first")
-    base, desc = found
-    train_ds = data.load("cifar10", root=str(SHARED), split="train")
-    test_ds = data.load("cifar10", root=str(SHARED), split="test")
-    train = batches(train_ds, args.train, 64, seed=1)
-    held_out = batches(train_ds, 1024, 256, seed=2)
-    test = batches(test_ds, args.test, 500, seed=0)
+    base, desc, train, held_out, test = resnet20_and_cifar(args.train, args.test)
     total = count_macs(base, SHAPE).total
     budget = args.macs * total
     macs_of = lambda m: count_macs(m, SHAPE).total  # noqa: E731

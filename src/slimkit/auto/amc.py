@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -169,17 +168,14 @@ def _plain(config: AMCConfig) -> dict:
 
 
 def _save(path: Path, state: dict) -> None:
+    import io
+
+    from slimkit.fileio import atomic_write
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, buf.getvalue())
 
 
 def amc(model: nn.Module, config: AMCConfig, *, input_shape: Sequence[int], val_loader: Iterable,

@@ -24,7 +24,6 @@ import os
 import platform
 import statistics
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,14 +164,9 @@ def host_fingerprint(backend: str, batch_size: int, threads: int) -> dict[str, s
 
 
 def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    from slimkit.metrics.latency import _time
+
+    return statistics.median(_time(fn, warmup, repeats)) * 1e3
 
 
 def _inputs(shapes: list[tuple[int, ...]], batch_size: int) -> list[torch.Tensor]:
@@ -269,7 +263,9 @@ class LatencyTable:
     def for_host(cls, backend: str = "torch", batch_size: int = 1, threads: int = 1,
                  cache_dir: str | os.PathLike | None = None, **kw) -> "LatencyTable":
         """The table cached for this host under ``cache_dir`` (default ``$SLIMKIT_CACHE/lut``)."""
-        root = Path(cache_dir or Path(os.environ.get("SLIMKIT_CACHE", Path.home() / ".cache" / "slimkit")) / "lut")
+        from slimkit.data._cache import cache_root
+
+        root = Path(cache_dir) if cache_dir is not None else cache_root() / "lut"
         digest = hashlib.sha1(json.dumps(host_fingerprint(backend, batch_size, threads),
                                          sort_keys=True).encode()).hexdigest()[:12]
         return cls(backend, batch_size, threads, path=root / f"{backend}-b{batch_size}-t{threads}-{digest}.json", **kw)
@@ -293,19 +289,12 @@ class LatencyTable:
     def save(self) -> None:
         if self.path is None:
             return
+        from slimkit.fileio import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"host": host_fingerprint(self.backend, self.batch_size, self.threads),
                    "entries": self.entries}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(payload, fh, indent=1, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, json.dumps(payload, indent=1, sort_keys=True).encode())
 
     # --- measurement
     def _measure(self, key: str, module: nn.Module, shapes: list[tuple[int, ...]]) -> float:
