@@ -210,9 +210,8 @@ class L1FilterConfig(_Structured):
 
 
 @dataclass(frozen=True)
-class SlimmingConfig(_Structured):
-    """Liu et al. 2017, network slimming: `train_epochs` with an L1 `penalty` on BN scales,
-    then the channels with the smallest scales go."""
+class _Penalised(_Structured):
+    """penalty: weight of the sparsity regulariser; train_epochs: training with it."""
 
     penalty: float = 1e-4
     train_epochs: int = 1
@@ -224,17 +223,15 @@ class SlimmingConfig(_Structured):
 
 
 @dataclass(frozen=True)
-class SSLConfig(_Structured):
+class SlimmingConfig(_Penalised):
+    """Liu et al. 2017, network slimming: `train_epochs` with an L1 `penalty` on BN scales,
+    then the channels with the smallest scales go."""
+
+
+@dataclass(frozen=True)
+class SSLConfig(_Penalised):
     """Wen et al. 2016, structured sparsity learning: group-lasso (`penalty`) training, then
     the zeroed filters go (the ratio is met by L2 norm if the lasso left too many)."""
-
-    penalty: float = 1e-4
-    train_epochs: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _positive("penalty", self.penalty, zero_ok=True)
-        _count("train_epochs", self.train_epochs, 0)
 
 
 @dataclass(frozen=True)
