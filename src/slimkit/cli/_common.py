@@ -28,48 +28,24 @@ ONNX_MACS_KEY = "slimkit.macs"
 
 
 # ----------------------------------------------------------------------------- argparse types
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argtype(convert, ok, wanted: str):
+    """An argparse type: `convert(text)`, refused with "expected <wanted>" unless `ok(value)`."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+    parse.__name__ = wanted.replace(" ", "_")  # argparse names the type in its messages
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    """argparse type: an int >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0 (learning rates, budgets)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def unit_fraction(text: str) -> float:
-    """argparse type: a finite float in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not (math.isfinite(value) and 0 < value < 1):
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
+positive_int = _argtype(int, lambda v: v >= 1, "a positive integer")
+nonneg_int = _argtype(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _argtype(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+unit_fraction = _argtype(float, lambda v: math.isfinite(v) and 0 < v < 1, "a number in (0, 1)")
 
 
 def top1(fraction: float) -> str:

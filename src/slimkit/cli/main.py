@@ -81,21 +81,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         module.add_parser(sub)
         command = sub.choices[name]
         if "--threads" not in command._option_string_actions:
-            command.add_argument("--threads", type=_threads, default=None, metavar="N",
+            from slimkit.cli._common import positive_int
+
+            command.add_argument("--threads", type=positive_int, default=None, metavar="N",
                                  help="torch intra-op threads (default: the cores free now; "
                                       "env SLIMKIT_THREADS)")
         command.set_defaults(run=_with_threads(module.run))
     return parser
-
-
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of threads, got {text!r}")
-    return value
 
 
 def _version() -> str:
