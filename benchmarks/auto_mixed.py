@@ -27,7 +27,7 @@ from slimkit.quant.mixed import MixedConfig, quantize_mixed
 from slimkit.quant.ptq import PTQConfig, quantize_ptq
 
 from _checkpoints import trained  # same folder
-from latency_lut import cpu_line  # same folder
+from _host import cpu_line  # same folder
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent / "shared" / "datasets" / "fashion-mnist"

@@ -32,7 +32,7 @@ from slimkit.metrics import count_macs, count_params
 from slimkit.metrics.latency import onnx_latency
 
 from _checkpoints import trained  # same folder
-from latency_lut import cpu_line  # same folder
+from _host import cpu_line  # same folder
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "datasets"

@@ -35,7 +35,7 @@ from slimkit.metrics import count_macs, count_params
 from slimkit.metrics.latency import compare_latency
 
 from auto_netadapt import resnet20_and_cifar, uniform_l1  # same folder
-from latency_lut import cpu_line  # same folder
+from _host import cpu_line  # same folder
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "datasets"

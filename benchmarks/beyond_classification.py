@@ -48,6 +48,7 @@ from slimkit.metrics.ratios import ratios
 from slimkit.pruning import l1_filter_prune
 from slimkit.quant.ptq import PTQConfig, quantize_ptq
 from slimkit.tasks import TASKS, SceneConfig, evaluate_task, train_task
+from _host import uptime  # same folder
 
 ROOT = Path(__file__).resolve().parent
 WIDTH, STUDENT_WIDTH = 8, 4
@@ -63,10 +64,6 @@ def host() -> dict:
     flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("Flags")), [])
     keep = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
     return {"cpu": model, "flags": " ".join(keep), "cores": os.cpu_count()}
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def warm_up() -> None:

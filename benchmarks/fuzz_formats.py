@@ -11,7 +11,6 @@ data. Writes benchmarks/results/fuzz_formats.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,20 +19,9 @@ from pathlib import Path
 import torch
 
 from slimkit._fuzz import FORMATS, KINDS, OUTCOMES, fuzz_format
+from _host import cpu_line  # same folder
 
 ROOT = Path(__file__).resolve().parent
-
-
-def cpu_line() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    model = fields.get("Model name", "?").strip()
-    flags = set(fields.get("Flags", "").split())
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
-    return f"{model}, {fields.get('CPU(s)', '?').strip()} CPUs, flags: {' '.join(isa) or 'none'}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,19 +25,9 @@ from slimkit import zoo
 from slimkit.auto import LatencyTable
 from slimkit.metrics.devices import SURVEY_DEVICES, roofline
 from slimkit.metrics.latency import measure_latency, onnx_latency
+from _host import cpu_line  # same folder
 
 OUT = Path(__file__).resolve().parent / "results" / "latency_lut.md"
-
-
-def cpu_line() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = fields.get("Flags", "")
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags.split()]
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs, {' '.join(isa)}"
 
 
 def main() -> None:

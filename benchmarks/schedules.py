@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 
 from slimkit import data, zoo
 from slimkit.train import fit
+from _host import cpu_line, uptime as load_now  # same folder
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "datasets"
@@ -60,21 +59,6 @@ FINDINGS: list[str] = [  # what the tables say, written after the runs (update o
     "host they should take about 4 and 8 minutes (estimated from the first run, cosine 2 epochs: "
     "49 s at load 2.5).",
 ]
-
-
-def cpu_line() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-        flags = re.search(r"Flags:\s*(.+)", out).group(1).split()
-        keep = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-        return f"{model}; flags: {' '.join(keep)}; {torch.get_num_threads()} torch thread(s)"
-    except Exception:  # noqa: BLE001 - lscpu missing is fine
-        return platform.processor() or "unknown CPU"
-
-
-def load_now() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def step_ms(name: str, channels_last: bool, steps: int = 12) -> float:

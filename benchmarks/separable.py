@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,26 +28,12 @@ from slimkit.distill import DistillConfig, distill
 from slimkit.lowrank.separable import SeparableConfig, separate
 from slimkit.metrics import count_macs, count_params, measure_latency
 from slimkit.train import evaluate, fit, load_model
+from _host import cpu_line, uptime  # same folder
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "datasets"
 OUT = HERE / "results" / "separable.md"
 CACHE = Path("/tmp/slimkit_separable_bench")  # the briefly trained AlexNet, reused by reruns
-
-
-def cpu_line() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = re.search(r"Model name:\s*(.+)", out).group(1).strip()
-        flags = re.search(r"Flags:\s*(.+)", out).group(1).split()
-        keep = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-        return f"{model}; flags: {' '.join(keep)}"
-    except Exception:  # noqa: BLE001 - lscpu missing is fine
-        return platform.processor() or "unknown CPU"
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def loaders(dataset: str, root: Path, train_n: int, ft_n: int, test_n: int, augment: bool):

@@ -66,7 +66,7 @@ def run_recipe(recipe: Recipe, out: str | Path, log: Callable[[str], None] = pri
     `export` step writes its file and `<file>.ratios.json` beside it."""
     from slimkit import data
     from slimkit.deploy.onnx_export import export_onnx
-    from slimkit.metrics import Report, measure, measure_latency
+    from slimkit.metrics import Report, measure
     from slimkit.metrics.latency import paired_latency
     from slimkit.pruning.keep import squash
     from slimkit.train import evaluate

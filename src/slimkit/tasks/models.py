@@ -82,7 +82,8 @@ class UNetLite(nn.Module):
     """U-Net with `levels` poolings: encoder stages of width w, 2w, 4w, 4w, ... (capped at
     4w), a bottleneck at S / 2^levels, decoder stages that upsample, concatenate the skip and
     convolve back to the stage's width, and a 1x1 classifier to `num_classes + 1` (background
-    first) at every decoder scale, upsampled and summed (FCN skips). `upsample="nearest"` uses nn.Upsample, `"transpose"` a stride-2 ConvTranspose2d.
+    first) at every decoder scale, upsampled and summed (FCN skips). `upsample="nearest"`
+    uses nn.Upsample, `"transpose"` a stride-2 ConvTranspose2d.
     The input side must be divisible by 2^levels."""
 
     def __init__(self, width: int = 8, num_classes: int = 10, in_channels: int = 1,
