@@ -255,8 +255,9 @@ def search(model_file: str | os.PathLike, task: dict, cfg: AutoConfig, out: str 
                             log=lambda s: log_fn(f"    {s.splitlines()[0]}") if s.startswith("step") else None)
         exported = next(iter(sorted(work.glob("model*.onnx"))))
         (work / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        (work / "result.json").write_text(json.dumps({"accuracy": report.rows[-1].measurement.accuracy,
-                                                      "file": exported.name, "recipe": recipe}))
+        (work / "result.json").write_text(json.dumps({
+            "accuracy": report.rows[-1].measurement.accuracy, "file": exported.name, "recipe": recipe,
+            "original_accuracy": report.rows[0].measurement.accuracy}))  # same data, same split
         os.replace(work, cache / key)  # the cached candidate appears whole or not at all
     barrier()
     if rank != 0:
@@ -270,7 +271,8 @@ def search(model_file: str | os.PathLike, task: dict, cfg: AutoConfig, out: str 
         rows.append((c, key, res))
     files = [str(original_onnx)] + [str(cache / key / res["file"]) for _, key, res in rows]
     timing = compare_latency(files, shape)
-    base_acc = _accuracy_of_original(model, task, cfg.limit)
+    scored = [res["original_accuracy"] for _, _, res in rows if "original_accuracy" in res]
+    base_acc = scored[0] if scored else _accuracy_of_original(model, task, cfg.limit)
     summary = []
     for j, (c, key, res) in enumerate(rows, 1):
         ratio = timing.ratio(j, 0)
