@@ -181,7 +181,6 @@ def netadapt(model: nn.Module, config: NetAdaptConfig, *, input_shape: Sequence[
     latency = original
     for index in range(config.max_iterations):
         if latency <= result.target_ms:
-            result.reached = True
             break
         budget = max(latency - budget_step, result.target_ms)
         graph = DependencyGraph.build(current, example, ignore=tuple(ignore))
@@ -192,7 +191,8 @@ def netadapt(model: nn.Module, config: NetAdaptConfig, *, input_shape: Sequence[
                 continue
             kept, small, ms = found
             short_finetune(small, train_loader, config.short_steps, config.lr, "netadapt")
-            proposals.append((top1(small, val_loader, "netadapt"), -ms, group.id, group.size - kept, kept, small, ms))
+            score = top1(small, val_loader, "netadapt")
+            proposals.append((score, -ms, group.id, group.size - kept, kept, small, ms))
             log.info("netadapt %d: %s -> %d channels, %.3f ms, top-1 %.2f%%", index, group.id, kept,
                      ms, 100 * proposals[-1][0])
         if not proposals:
@@ -202,10 +202,7 @@ def netadapt(model: nn.Module, config: NetAdaptConfig, *, input_shape: Sequence[
         measured = measure(current) if config.confirm else None
         result.iterations.append(Iteration(index, gid, removed, kept, score, latency, measured, len(proposals)))
         budget_step *= config.decay
-    else:
-        result.reached = latency <= result.target_ms
-    if latency <= result.target_ms:
-        result.reached = True
+    result.reached = latency <= result.target_ms
     if long_finetune is not None:
         long_finetune(current)
     elif config.long_epochs:
