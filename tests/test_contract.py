@@ -13,6 +13,7 @@ import argparse
 import copy
 import functools
 import io
+import warnings
 
 import pytest
 import torch
@@ -149,21 +150,10 @@ def _run(name: str, arch: str):
     cfg = _with_exclude(FAST[name], model) or FAST[name]
     ctx = Context(input_shape=SHAPES[arch], train=_data(arch), teacher=_model(arch),
                   fit_kwargs={"seed": 0})
-    with pytest.warns(None) if False else _nowarn():
+    with warnings.catch_warnings():  # shortfall warnings are checked from the report
+        warnings.simplefilter("ignore")
         res = compress(model, cfg, ctx)
     return model, before, cfg, res
-
-
-class _nowarn:
-    def __enter__(self):
-        import warnings
-
-        self._c = warnings.catch_warnings()
-        self._c.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *a):
-        self._c.__exit__(*a)
 
 
 def test_every_registered_method_has_a_fast_config():
@@ -233,7 +223,6 @@ def _check_target(spec, cfg, res):
     if spec.family == "prune":
         assert {"requested", "delivered"} <= set(s)
         short = s["delivered"] < s["requested"] - 0.05
-        assert short == bool(res.report.warnings) or not short
         if short:
             assert any("short" in w for w in res.report.warnings)
         return
