@@ -74,7 +74,7 @@ def main() -> None:
         f"Command: `python benchmarks/latency_lut.py --models {' '.join(args.models)} --batch "
         f"{' '.join(map(str, args.batch))} --rounds {args.rounds}` ({time.time() - started:.0f} s)",
         f"CPU: {cpu_line()}; 1 thread; torch {torch.__version__}.",
-        f"Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} (2 cores; other jobs were running).",
+        f"Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on 2 cores (above about 1, other jobs share them).",
         "",
         "Prediction = sum of per-unit table entries (conv+BN+activation as one unit, every other op",
         "alone) minus the runtime's per-call overhead counted once per extra unit. Each round",
