@@ -59,6 +59,7 @@ class Setup:
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
     seed: int = 0
+    precision: str = "fp32"  # train.fit's precision (bf16 autocast where the CPU has it)
     init: str | None = None  # warm start: a model file (its sha256 enters the hash)
     reference: str = ""  # published figure, context only
 
@@ -152,7 +153,8 @@ def train(setup: Setup, train_set, test_set, *, runs: Path = RUNS, progress: boo
                weight_decay=setup.weight_decay, schedule=setup.schedule,
                label_smoothing=setup.label_smoothing, channels_last=setup.channels_last,
                val_loader=test_loader, checkpoint_dir=run_dir(setup, runs), resume=True,
-               progress=progress, seed=setup.seed, time_budget_s=time_budget_s, device=device)
+               progress=progress, seed=setup.seed, time_budget_s=time_budget_s, device=device,
+               precision=setup.precision)
     return model.cpu(), hist, time.perf_counter() - t0
 
 
@@ -205,14 +207,17 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     init = getattr(args, f"init_{name}", None)
     epochs = getattr(args, f"epochs_{name}", None)
     lr = getattr(args, f"lr_{name}", None)
-    s = replace(s, init=init or s.init, epochs=epochs or s.epochs, lr=lr or s.lr)
+    s = replace(s, init=init or s.init, epochs=epochs or s.epochs, lr=lr or s.lr,
+                precision=args.precision)
     root = Path(args.data) / s.root
     train_set = data.load(s.dataset, root=root, split="train")
     test_set = data.load(s.dataset, root=root, split="test")
     before = host()
     print(f"{name}: {s.epochs} epochs, resume folder {run_dir(s)}", flush=True)
+    torch.set_num_threads(args.train_threads or args.threads)
     model, hist, wall_s = train(s, train_set, test_set, progress=args.progress,
                                 time_budget_s=args.time_budget, device=args.device)
+    torch.set_num_threads(args.threads)  # latency is measured with --threads
     final = evaluate(model, data.loader(test_set, batch_size=500))
     arch_kwargs = {"num_classes": data.num_classes(s.dataset),
                    "in_channels": data.input_shape(s.dataset)[0]}
@@ -232,7 +237,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
                    lr=s.lr, batch_size=s.batch_size, schedule=s.schedule, seed=s.seed,
                    train_items=len(train_set), stopped=hist.stopped,
                    label_smoothing=s.label_smoothing, channels_last=s.channels_last,
-                   augment=s.augment, init_sha256=sha256(s.init) if s.init else None,
+                   augment=s.augment, precision=s.precision, init_sha256=sha256(s.init) if s.init else None,
                    task=task_record(s.dataset, None))
     return {
         "model": name, "dataset": s.dataset, "train_items": len(train_set),
@@ -322,7 +327,8 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             f"- data: {r['dataset']}, {r['train_items']} training items, {r['test_items']} test "
             f"items; batch {s['batch_size']}, {s['schedule']} peak lr {s['lr']}, label smoothing "
             f"{s['label_smoothing']}, channels-last {s['channels_last']}, augmentation "
-            f"{'pad-4 crop + flip' if s['augment'] else 'none'}"
+            f"{'pad-4 crop + flip' if s['augment'] else 'none'}, precision "
+            f"{s.get('precision', 'fp32')}"
             + (f", warm start from `{s['init']}`" if s.get("init") else ""),
             f"- {r['epochs']} of {r['planned_epochs']} epochs, {r['steps']} steps, "
             f"{r['train_s']:.0f} s of training (per epoch incl. test pass: "
@@ -419,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=float, default=None,
                    help="stop a model's run after this many seconds (a cut run is never written)")
     p.add_argument("--device", default="cpu", help="where to train (cpu, cuda)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="threads for the latency runs")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="threads for training (default: --threads)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="training precision: bf16 autocast pays on CPUs with AVX-512 BF16/AMX")
     p.add_argument("--repeats", type=int, default=30, help="latency repeats")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--ckpt-dir", default=str(HERE / "checkpoints"))

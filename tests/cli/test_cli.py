@@ -71,6 +71,28 @@ def test_train_evaluate_compare(tmp_path, capsys):
     assert cells[-2] == "1.000"  # composite of r_A, r_p, r_c
 
 
+def test_train_passes_the_training_tricks_to_fit(tmp_path, capsys, monkeypatch):
+    import slimkit.train
+
+    seen = {}
+    real_fit = slimkit.train.fit
+
+    def spy(model, loader, **kw):
+        seen.update(kw)
+        return real_fit(model, loader, **kw)
+
+    monkeypatch.setattr(slimkit.train, "fit", spy)  # the command imports it when it runs
+    model = tmp_path / "m.pt"
+    code, _, _ = run(capsys, "train", "--arch", "lenet5", "--data", "mnist5k", "--limit", "128",
+                     "--epochs", "1", "--batch-size", "64", "--label-smoothing", "0.1",
+                     "--channels-last", "--precision", "bf16", "--out", str(model))
+    assert code == 0 and model.exists()
+    assert (seen["label_smoothing"], seen["channels_last"], seen["precision"]) == (0.1, True, "bf16")
+    code, _, err = run(capsys, "train", "--label-smoothing", "1.5", "--out", str(tmp_path / "x.pt"))
+    assert code == 2 and "--label-smoothing" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_compare_rejects_bad_weights(tmp_path, capsys):
     code, _, err = run(capsys, "compare", "lenet5", "lenet5", "--weights", "r_Z=1")
     assert code == 2 and "r_Z" in err

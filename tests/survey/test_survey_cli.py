@@ -51,3 +51,25 @@ def test_missing_data_root_and_checkpoints_are_refused(tmp_path):
         survey.run(parse("--budget", "smoke", "--out", str(tmp_path / "o"),
                          "--checkpoints", str(tmp_path / "nowhere")))
     assert not (tmp_path / "o").exists()          # refused before anything is written
+
+
+def test_tables_flag_parses_and_refuses_unknown_names():
+    from slimkit.survey.report import TABLES
+
+    assert survey.TABLES == TABLES
+    assert parse("--out", "x", "--tables", "distillation, table8").tables == ("distillation",
+                                                                            "table8")
+    for bad in ("table9", ",", "distillation,nope"):
+        with pytest.raises(SystemExit):
+            parse("--out", "x", "--tables", bad)
+
+
+def test_only_the_chosen_tables_are_computed(tmp_path):
+    from slimkit.survey.report import run_survey
+
+    result = run_survey("smoke", tmp_path, tables=("distillation",), log=lambda m: None)
+    assert [t.key for t in result["tables"]] == ["distillation"]
+    md = (tmp_path / "survey.md").read_text()
+    assert "Distillation in Hinton's setting" in md and "Table 6" not in md
+    with pytest.raises(UserError, match="table9"):
+        run_survey("smoke", tmp_path, tables=("table9",), log=lambda m: None)

@@ -137,3 +137,39 @@ def test_channels_last_trains_to_the_same_weights():
     assert b[3].weight.is_contiguous()  # ... and handed back in the default layout
     for k, v in a.state_dict().items():
         assert torch.allclose(v, b.state_dict()[k], atol=1e-5), k
+
+
+class Dtypes(Hook):
+    """Records the dtype of a conv's output inside the step and of the weights' gradients."""
+
+    def __init__(self):
+        self.acts, self.grads = set(), set()
+
+    def on_train_start(self, model, optimizer):
+        model[0].register_forward_hook(lambda m, i, o: self.acts.add(o.dtype))
+
+    def on_after_backward(self, model):
+        self.grads.update(p.grad.dtype for p in model.parameters() if p.grad is not None)
+
+
+def test_bf16_autocast_computes_in_bf16_and_keeps_float32_weights():
+    kw = dict(epochs=3, lr=0.05, progress=False, seed=1, schedule="onecycle")
+    a, b = _net(), _net()
+    da, db = Dtypes(), Dtypes()
+    ha = fit(a, loader(images(64), batch_size=16), hooks=[da], **kw)
+    hb = fit(b, loader(images(64), batch_size=16), precision="bf16", hooks=[db], **kw)
+    assert da.acts == {torch.float32} and db.acts == {torch.bfloat16}
+    assert da.grads == db.grads == {torch.float32}
+    assert all(p.dtype == torch.float32 for p in b.parameters())
+    # the same run up to bf16's 8-bit mantissa: losses agree loosely, both learn
+    assert hb.train_loss[-1] < hb.train_loss[0]
+    assert hb.train_loss[-1] == pytest.approx(ha.train_loss[-1], rel=0.15)
+    assert not torch.allclose(a[0].weight, b[0].weight)  # it did compute differently
+
+
+def test_unknown_precision_is_refused_before_training():
+    net = _net()
+    before = [p.clone() for p in net.parameters()]
+    with pytest.raises(ValueError, match="precision"):
+        fit(net, loader(images(16), batch_size=8), epochs=1, precision="fp16", progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(before, net.parameters()))

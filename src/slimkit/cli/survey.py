@@ -14,6 +14,9 @@ from slimkit.cli._common import HelpFormatter, check_out
 from slimkit.errors import UserError
 
 BUDGETS = ("smoke", "quick", "full")  # slimkit.survey.setup.BUDGETS (no torch at --help)
+# slimkit.survey.report.TABLES, in report order (no torch at --help)
+TABLES = ("table6", "table7", "deep_compression", "section34", "table8", "distillation",
+          "sensitivity")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +34,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None,
                    help="folder holding fashion-mnist/ and cifar10-jpeg.tar.gz (without it, "
                    "the embedded mnist5k digits and synthetic images, and the tables say so)")
+    p.add_argument("--tables", default=None, type=_tables, metavar="NAME[,NAME...]",
+                   help=f"compute only these tables ({', '.join(TABLES)}); table8 brings "
+                   "section34, which it ranks. The report then holds only these")
     p.add_argument("--checkpoints", default=None,
                    help="folder of trained LeNet model files (default: benchmarks/checkpoints "
                    "of a source checkout, when present)")
+
+
+def _tables(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in TABLES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown table {', '.join(bad) or repr(text)}; choose from {', '.join(TABLES)}")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             shlex.quote(a) for a in _argv(args))
     result = run_survey(args.budget, out, data_root=args.data_root,
                         checkpoints=args.checkpoints, command=command,
+                        tables=getattr(args, "tables", None),
                         log=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"wrote {result['markdown']} and {result['html']} in {result['wall_s']:.0f} s "
           f"({result['computed']} cells computed, {result['reused']} from the cache)")
@@ -69,6 +85,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
         out += ["--data-root", str(args.data_root)]
     if args.checkpoints:
         out += ["--checkpoints", str(args.checkpoints)]
+    if getattr(args, "tables", None):
+        out += ["--tables", ",".join(args.tables)]
     return out
 
 

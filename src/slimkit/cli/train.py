@@ -35,6 +35,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", default="sgd", help="sgd, adam or adamw")
     p.add_argument("--schedule", default="cosine", help="cosine, constant or step")
     p.add_argument("--augment", action="store_true", help="random crop + flip (CIFAR)")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of the cross-entropy, in [0, 1) (Szegedy et al. 2016)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="train in NHWC (faster for convnets on CPU)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16: bfloat16 autocast, weights stay float32 (pays on CPUs with "
+                        "AVX-512 BF16 or AMX, and on GPUs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling")
     p.add_argument("--checkpoint-dir", default=None,
                    help="write last.pt here after every epoch (default: no checkpoints)")
@@ -120,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.schedule not in SCHEDULES.names():
         raise UserError(f"--schedule: unknown {args.schedule!r}; known: "
                         f"{', '.join(SCHEDULES.names())}")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise UserError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     check_out(args.out, "--out", suffixes=(".pt", ".pth"))
     if args.checkpoint_dir is not None:
         check_out(args.checkpoint_dir, "--checkpoint-dir", folder=True)
@@ -139,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     history = fit(model, train_loader, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
                   schedule=args.schedule, val_loader=test_loader, seed=args.seed,
                   checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                  time_budget_s=args.time_budget)
+                  time_budget_s=args.time_budget, label_smoothing=args.label_smoothing,
+                  channels_last=args.channels_last, precision=args.precision)
     if distributed.is_main():
         acc = history.last("val_top1") if history.epochs else float("nan")
         save_model(args.out, model, arch=args.arch, arch_kwargs=kwargs, data=args.data,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from slimkit.survey.tables import TableOut
+from slimkit.errors import UserError
 
 __all__ = ["host_lines", "markdown", "pareto_figure", "render", "run_survey"]
 
@@ -188,9 +189,16 @@ def render(tables: Sequence[TableOut], header: Sequence[str], md_path: Path,
     html_path.chmod(md_path.stat().st_mode & 0o777)   # same permissions as the markdown
 
 
+# every table, in report order (`tables=` picks some)
+TABLES = ("table6", "table7", "deep_compression", "section34", "table8", "distillation",
+          "sensitivity")
+
+
 def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoints=None,
-               command: str = "slimkit survey", log=print) -> dict[str, Any]:
-    """Compute (or read back) every table; write ``OUT/survey.md`` and ``OUT/survey.html``."""
+               command: str = "slimkit survey", log=print,
+               tables: Sequence[str] | None = None) -> dict[str, Any]:
+    """Compute (or read back) every table, or only `tables` (names in `TABLES`; table8 brings
+    section34); write ``OUT/survey.md`` and ``OUT/survey.html``."""
     import torch
 
     from slimkit.metrics import measure_host
@@ -201,19 +209,28 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
     b = env_budget(budget)
     s = Survey(b, Path(out), data_root=data_root,
                checkpoints=checkpoints if checkpoints is not None else default_checkpoints())
+    wanted = set(TABLES if tables is None else tables)
+    unknown = wanted - set(TABLES)
+    if unknown:
+        raise UserError(f"unknown survey table(s) {', '.join(sorted(unknown))}; "
+                        f"choose from {', '.join(TABLES)}")
+    if "table8" in wanted:
+        wanted.add("section34")  # Table 8 ranks section 3.4's methods
     done: list[TableOut] = []
-    for fn in (T.table6, T.table7, T.deep_compression, T.section34):
-        log(f"[survey] {fn.__name__} ...")
-        done.append(fn(s))
-    small = b.name == "smoke"
-    host = measure_host(n=256 if small else 1024, copy_mb=8 if small else 64,
-                        repeats=2 if small else 5, threads=1)
-    log("[survey] table8 ...")
-    done.append(T.table8(s, done[-1], host=host))
-    log("[survey] distillation ...")
-    done.append(T.distillation(s))
-    log("[survey] sensitivity ...")
-    done.append(T.sensitivity(s))
+    s34 = None
+    for name in TABLES:
+        if name not in wanted:
+            continue
+        log(f"[survey] {name} ...")
+        if name == "table8":
+            small = b.name == "smoke"
+            host = measure_host(n=256 if small else 1024, copy_mb=8 if small else 64,
+                                repeats=2 if small else 5, threads=1)
+            done.append(T.table8(s, s34, host=host))
+        else:
+            done.append(getattr(T, name)(s))
+            if name == "section34":
+                s34 = done[-1]
     wall = time.perf_counter() - t0
     header = [*host_lines(), f"torch {torch.__version__}, 1 intra-op thread for latency",
               f"Command: `{command}`",

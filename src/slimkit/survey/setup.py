@@ -53,6 +53,7 @@ class Budget:
     kd_train_n: int
     kd_epochs: int
     teacher_epochs: int
+    kd_test_n: int           # distillation's test subset (0 = the whole split: MLPs are cheap)
     batch_size: int = 128
     t7_arch: str = "vgg16"   # Table 7's network; the smoke budget uses AlexNet as a stand-in
 
@@ -67,19 +68,20 @@ BUDGETS: dict[str, Budget] = {
                     train_epochs=1, train_max_steps=2, vgg_train_n=64, ft_steps=1,
                     lenet_ft_steps=2, kmeans_iter=5, cp_iter=1,
                     cp_layers=("features.3",), latency_rounds=3, latency_budget_s=0.5,
-                    kd_seeds=1, kd_train_n=512, kd_epochs=1, teacher_epochs=1,
+                    kd_seeds=2, kd_train_n=512, kd_epochs=1, teacher_epochs=1, kd_test_n=64,
                     batch_size=32, t7_arch="alexnet"),
     "quick": Budget("quick", digits_train_n=6000, cifar_train_n=5000, test_n=1000,
                     train_epochs=3, train_max_steps=0, vgg_train_n=600, ft_steps=10,
                     lenet_ft_steps=60, kmeans_iter=30, cp_iter=3,
                     cp_layers=("features.3", "features.7", "features.10"),
                     latency_rounds=9, latency_budget_s=4.0,
-                    kd_seeds=3, kd_train_n=2000, kd_epochs=30, teacher_epochs=3),
+                    kd_seeds=5, kd_train_n=2000, kd_epochs=40, teacher_epochs=3, kd_test_n=0),
     "full": Budget("full", digits_train_n=0, cifar_train_n=0, test_n=0,
                    train_epochs=30, train_max_steps=0, vgg_train_n=0, ft_steps=400,
                    lenet_ft_steps=1000, kmeans_iter=300, cp_iter=25, cp_layers=("*",),
                    latency_rounds=15, latency_budget_s=20.0,
-                   kd_seeds=5, kd_train_n=10000, kd_epochs=50, teacher_epochs=10),
+                   kd_seeds=10, kd_train_n=2000, kd_epochs=50, teacher_epochs=10,
+                   kd_test_n=0),
 }
 
 

@@ -18,7 +18,7 @@ from slimkit.survey.methods import describe
 from slimkit.survey.setup import Survey
 
 __all__ = ["TableOut", "table6", "table7", "deep_compression", "section34", "table8",
-           "distillation", "sensitivity", "FIVE", "composite5", "pareto"]
+           "distillation", "sensitivity", "mean_ci95", "FIVE", "composite5", "pareto"]
 
 # the survey's five criteria (accuracy, parameters, latency, MACs, energy), equal weights
 FIVE = ("r_A", "r_p", "r_T", "r_c", "r_E")
@@ -502,84 +502,134 @@ def _student(hidden: int):
                          nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
 
+# two-sided 95% quantiles of Student's t for df = 1..10 (beyond: the normal's 1.96 is within 6%)
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def mean_ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its two-sided 95% t confidence interval (0 for one value)."""
+    m = statistics.mean(values)
+    if len(values) < 2:
+        return m, 0.0
+    df = len(values) - 1
+    t = _T95[df - 1] if df <= len(_T95) else 1.96
+    return m, t * statistics.stdev(values) / len(values) ** 0.5
+
+
 def distillation(s: Survey) -> TableOut:
-    """A small student trained alone and with the teacher's soft targets, same data and epochs;
-    the share of the teacher-student gap that distillation closes."""
+    """Hinton et al. 2015: a student trained alone and with the teacher's soft targets on the
+    same transfer set, epochs and seed; the share of the gap closed, with its seed spread."""
     b = s.budget
     ds = s.dataset("digits")
     teacher, tinfo = s.baseline("lenet5", "digits", b.digits_train_n)
     hidden, T, alpha, lr = 800, 4.0, 0.9, 1e-3
+
+    def run(train, seed: int, *, kd: bool) -> float:
+        import torch
+
+        from slimkit import data
+        from slimkit.distill import DistillConfig, distill
+        from slimkit.train import evaluate, fit
+
+        tl = data.loader(train, batch_size=128, train=True, seed=seed)
+        torch.manual_seed(seed)
+        st = _student(hidden)
+        kw = dict(epochs=b.kd_epochs, optimizer="adam", lr=lr, weight_decay=0.0,
+                  progress=False, seed=seed)
+        if kd:
+            distill(st, teacher, tl, DistillConfig(loss="kd", T=T, alpha=alpha), **kw)
+        else:
+            fit(st, tl, **kw)
+        return evaluate(st.eval(), data.loader(s.split(ds, "test", b.kd_test_n),
+                                               batch_size=1000))["top1"]
+
+    common = dict(data=ds["name"], hidden=hidden, T=T, alpha=alpha, lr=lr,
+                  teacher=tinfo["origin"])
     per_seed = []
     for seed in range(b.kd_seeds):
         def compute(cfg, seed=seed):
-            import torch
-
             from slimkit import data
-            from slimkit.distill import DistillConfig, distill
-            from slimkit.train import evaluate, fit
+            from slimkit.train import evaluate
 
             train = data.subset(s.split(ds, "train", b.digits_train_n), b.kd_train_n,
                                 seed=100 + seed) if b.kd_train_n else s.split(ds, "train", 0)
-            test = s.split(ds, "test", b.test_n)
-            tl = data.loader(train, batch_size=128, train=True, seed=seed)
-            vl = data.loader(test, batch_size=256)
-            out = {}
-            for mode in ("alone", "kd"):
-                torch.manual_seed(seed)
-                st = _student(hidden)
-                kw = dict(epochs=b.kd_epochs, optimizer="adam", lr=lr, weight_decay=0.0,
-                          progress=False, seed=seed)
-                if mode == "alone":
-                    fit(st, tl, **kw)
-                else:
-                    distill(st, teacher, tl, DistillConfig(loss="kd", T=T, alpha=alpha), **kw)
-                out[mode] = evaluate(st.eval(), vl)["top1"]
-            out["teacher"] = evaluate(teacher, vl)["top1"]
-            out["train_images"] = len(train)
-            return out
+            test = s.split(ds, "test", b.kd_test_n)
+            return {"alone": run(train, seed, kd=False), "kd": run(train, seed, kd=True),
+                    "teacher": evaluate(teacher, data.loader(test, batch_size=1000))["top1"],
+                    "train_images": len(train), "test_images": len(test)}
 
-        per_seed.append(s.cache.run(
-            s.cell_config(cell="distill", data=ds["name"], seed=seed, hidden=hidden, T=T,
-                          alpha=alpha, lr=lr, teacher=tinfo["origin"]), compute))
+        per_seed.append(s.cache.run(s.cell_config(cell="distill", seed=seed, **common), compute))
+
+    def ceiling_cell(cfg):
+        train = s.split(ds, "train", b.digits_train_n)
+        return {"top1": run(train, 0, kd=False), "train_images": len(train)}
+
+    ceiling = s.cache.run(s.cell_config(cell="distill-ceiling", **common), ceiling_cell)
+    teacher_top1 = per_seed[0]["teacher"]
+    gains = [100 * (r["kd"] - r["alone"]) for r in per_seed]
+    closed_t = [(r["kd"] - r["alone"]) / (r["teacher"] - r["alone"])
+                if r["teacher"] > r["alone"] else None for r in per_seed]
+    closed_c = [(r["kd"] - r["alone"]) / (ceiling["top1"] - r["alone"])
+                if ceiling["top1"] > r["alone"] else None for r in per_seed]
     rows = []
-    gaps = []
     for seed, r in enumerate(per_seed):
-        gap = r["teacher"] - r["alone"]
-        closed = (r["kd"] - r["alone"]) / gap if gap > 0 else None
-        gaps.append(closed)
         rows.append({"seed": seed, "teacher top-1": _pct(r["teacher"]),
                      "student alone": _pct(r["alone"]), "student + KD": _pct(r["kd"]),
-                     "KD gain (points)": f"{100 * (r['kd'] - r['alone']):+.2f}",
-                     "gap closed": "" if closed is None else f"{100 * closed:.0f}%"})
-    gains = [100 * (r["kd"] - r["alone"]) for r in per_seed]
+                     "KD gain (points)": f"{gains[seed]:+.2f}",
+                     "gap to teacher closed": "" if closed_t[seed] is None
+                     else f"{100 * closed_t[seed]:.0f}%",
+                     "gap to student's ceiling closed": "" if closed_c[seed] is None
+                     else f"{100 * closed_c[seed]:.0f}%"})
+    gain_m, gain_h = mean_ci95(gains)
+    verdict = None
     if len(per_seed) > 1:
-        sd = statistics.stdev(gains)
-        rows.append({"seed": "mean (sd)", "KD gain (points)":
-                     f"{statistics.mean(gains):+.2f} ({sd:.2f})",
-                     "gap closed": (f"{100 * statistics.mean([g for g in gaps if g is not None]):.0f}%"
-                                    if any(g is not None for g in gaps) else ""),
+        def share(xs):
+            xs = [100 * x for x in xs if x is not None]
+            if not xs:
+                return ""
+            m, h = mean_ci95(xs)
+            return f"{m:.0f}% ± {h:.0f}"
+
+        rows.append({"seed": f"mean ± 95% CI ({len(per_seed)} seeds)",
+                     "teacher top-1": _pct(teacher_top1),
                      "student alone": _pct(statistics.mean(r["alone"] for r in per_seed)),
                      "student + KD": _pct(statistics.mean(r["kd"] for r in per_seed)),
-                     "teacher top-1": _pct(per_seed[0]["teacher"])})
-    published = [{"setting": "MNIST, 2x1200 teacher -> 2x800 student, T=20",
+                     "KD gain (points)": f"{gain_m:+.2f} ± {gain_h:.2f}",
+                     "gap to teacher closed": share(closed_t),
+                     "gap to student's ceiling closed": share(closed_c)})
+        sd = statistics.stdev(gains)
+        outside = gain_m - gain_h > 0
+        verdict = (f"The gain is {'outside' if outside else 'within'} seed noise: its 95% "
+                   f"interval is {gain_m - gain_h:+.2f} to {gain_m + gain_h:+.2f} points "
+                   f"(per-seed sd {sd:.2f}, mean/sd {gain_m / sd if sd else float('inf'):.1f}).")
+    rows.append({"seed": "ceiling: student alone on the budget's whole training set "
+                         f"({ceiling['train_images']:,} images)",
+                 "student alone": _pct(ceiling["top1"])})
+    published = [{"setting": "MNIST, 2x1200 teacher -> 2x800 student, T=20, all 60,000 images",
                   "teacher errors": "67", "student alone": "146", "student + KD": "74",
                   "gap closed": "91%"}]
-    n = per_seed[0]["train_images"]
-    notes = [f"Data: {ds['differs']} (paper: MNIST, 60,000 images).",
+    n, n_test = per_seed[0]["train_images"], per_seed[0]["test_images"]
+    notes = [f"Data: {ds['differs']} (paper: MNIST, 60,000 images). Test: {n_test:,} images.",
              f"Teacher: LeNet-5 ({tinfo['origin']}): more accurate and larger in compute (2.3 M "
-             "MACs) than the student, though it has fewer parameters (431 K vs 1.3 M). "
+             "MACs vs 1.3 M) than the student, though it has fewer parameters (431 K vs 1.3 M). "
              f"Student: Hinton's 784-{hidden}-{hidden}-10 MLP, no dropout, trained "
-             f"{b.kd_epochs} epoch(s) on the same {n:,} images, Adam lr {lr}, alone (cross-"
-             f"entropy) and with soft targets (T={T}, alpha={alpha}); the same seed initialises "
-             "both. Gap closed = (KD - alone) / (teacher - alone).",
-             "The paper trains on all of MNIST (60,000 images) with a 2x1200 MLP teacher; ours "
-             "sees a small subset, so the student alone overfits and the gap is wide. Seeds vary "
-             "the data subset, the initialisation and the batch order."]
-    if len(per_seed) > 1:
-        notes.append("A KD gain within about 2 sd of zero is seed noise, not a result.")
+             f"{b.kd_epochs} epochs on the same {n:,} images (a new subset per seed), Adam lr "
+             f"{lr}, alone (cross-entropy) and with soft targets (T={T}, alpha={alpha}); the "
+             "same seed initialises both and orders their batches.",
+             "Gap to teacher closed = (KD - alone) / (teacher - alone). The student's ceiling "
+             "is the same MLP trained alone on every training image: an MLP does not reach a "
+             "CNN teacher on Fashion-MNIST, so (KD - alone) / (ceiling - alone) is the share "
+             "of what the student could still learn that the soft targets gave it.",
+             "We do not reproduce the paper's 91%: it distils on all of MNIST, where the "
+             "student alone is already within 0.8 points of the teacher and the gap is the "
+             "teacher's regularisation (dropout, jitter). Here the transfer set is small so the "
+             "gap is wide and mostly data; the soft targets close part of it."]
+    if verdict:
+        notes.append(verdict)
     return TableOut("distillation", "Distillation in Hinton's setting",
                     f"Ours: {ds['name']}, {b.kd_seeds} seed(s), budget '{b.name}'. Paper: MNIST.",
-                    rows, published, notes, {"per_seed": per_seed})
+                    rows, published, notes,
+                    {"per_seed": per_seed, "ceiling": ceiling, "gain_ci95": [gain_m, gain_h]})
 
 
 # -- Sensitivity (Han et al. 2015, figure 6) -------------------------------------------------

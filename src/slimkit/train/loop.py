@@ -39,6 +39,7 @@ LOG_EVERY_S = 10.0  # plain progress lines when stderr is not a terminal
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 LAST = "last.pt"
+PRECISIONS = ("fp32", "bf16")  # fit(precision=...): float32, or bfloat16 autocast
 
 
 def cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,6 +108,7 @@ def fit(
     time_budget_s: float | None = None,
     label_smoothing: float = 0.0,
     channels_last: bool = False,
+    precision: str = "fp32",
 ) -> History:
     """Train `model` in place for `epochs` epochs and return its `History`.
 
@@ -122,9 +124,15 @@ def fit(
     `label_smoothing` (Szegedy et al. 2016) softens the default cross-entropy's targets (it
     is an error together with a custom `loss_fn`); `channels_last` trains with the model and each
     batch in NHWC (see benchmarks/results/schedules.md for when it pays on CPU) and returns the
-    model in the default layout.
+    model in the default layout. `precision="bf16"` runs the forward pass and the loss under
+    `torch.autocast` in bfloat16 (Kalamkar et al., "A Study of BFLOAT16 for Deep Learning
+    Training", 2019): the weights, their gradients and the optimizer stay float32, and no loss
+    scaling is needed. It pays on CPUs with native bf16 (AVX-512 BF16, AMX) and on GPUs;
+    elsewhere it is emulated and slower (benchmarks/results/baselines.md has the step times).
     """
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     loss_fn = _default_loss(loss_fn, label_smoothing)
     D.init_from_env()
     apply_threads(cap_only=True, quiet=not D.is_main())  # no more threads than free cores
@@ -176,10 +184,12 @@ def fit(
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             t0 = time.perf_counter()
-            loss, logits = loss_fn(net, x, y)
-            reg = hook_list.regularizer(model)
-            if reg is not None:
-                loss = loss + reg
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss, logits = loss_fn(net, x, y)
+                reg = hook_list.regularizer(model)
+                if reg is not None:
+                    loss = loss + reg
+            loss = loss.float()
             if not torch.isfinite(loss):  # stop before the weights turn to NaN
                 raise UserError(
                     f"training diverged at epoch {epoch + 1}, step {history.steps + 1} "
