@@ -103,6 +103,7 @@ NOTES = {  # what a row alone does not say
                 "while the rate is high (epochs 1-3) and recover as it anneals. At ~5.5 min per "
                 "epoch on this shared host, the ~180 epochs of He et al. would take ~17 h.",
 }
+MAX_FILE_BYTES = 10_000_000  # larger float32 files are checked in as float16 (save_model(half=))
 TARGETS = {"lenet300": 0.895, "lenet5": 0.915, "resnet20": 0.91}  # slimkit issue 11
 
 
@@ -218,6 +219,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     model, hist, wall_s = train(s, train_set, test_set, progress=args.progress,
                                 time_budget_s=args.time_budget, device=args.device)
     torch.set_num_threads(args.threads)  # latency is measured with --threads
+    half = 4 * count_params(model) > MAX_FILE_BYTES  # checked in as float16, measured so
+    if half:
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.dtype == torch.float32:
+                    t.copy_(t.half().float())
     final = evaluate(model, data.loader(test_set, batch_size=500))
     arch_kwargs = {"num_classes": data.num_classes(s.dataset),
                    "in_channels": data.input_shape(s.dataset)[0]}
@@ -232,7 +239,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     old = current_top1(ckpt)
     replaced = should_replace(final["top1"], old) and not hist.stopped
     if replaced:
-        save_model(ckpt, model, arch=s.arch, arch_kwargs=arch_kwargs, dataset=s.dataset,
+        save_model(ckpt, model, arch=s.arch, arch_kwargs=arch_kwargs, half=half,
+                   dataset=s.dataset,
                    epochs=hist.epochs, steps=hist.steps, top1=final["top1"], top5=final["top5"],
                    lr=s.lr, batch_size=s.batch_size, schedule=s.schedule, seed=s.seed,
                    train_items=len(train_set), stopped=hist.stopped,

@@ -210,3 +210,32 @@ def test_legacy_file_without_checksum_loads_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="no checksum"):
         loaded = load_model(tmp_path / "old.pt")
     _same(model, loaded, (1, 28, 28))
+
+
+def test_half_file_is_half_the_bytes_and_loads_back_as_float32(tmp_path):
+    model = zoo.create("resnet20").eval()
+    save_model(tmp_path / "full.pt", model, arch="resnet20")
+    save_model(tmp_path / "half.pt", model, arch="resnet20", half=True)
+    ratio = (tmp_path / "half.pt").stat().st_size / (tmp_path / "full.pt").stat().st_size
+    assert 0.45 < ratio < 0.6
+    assert read_model_file(tmp_path / "half.pt")["meta"]["stored_half"] is True
+    loaded = load_model(tmp_path / "half.pt")
+    for k, v in model.state_dict().items():
+        back = loaded.state_dict()[k]
+        assert back.dtype == v.dtype
+        if v.is_floating_point():       # exactly float16's rounding of the original
+            torch.testing.assert_close(back, v.half().float(), rtol=0, atol=0)
+        else:
+            assert torch.equal(back, v)
+
+
+def test_float16_tensors_without_the_flag_are_refused(tmp_path):
+    from slimkit.fileio import atomic_write
+    from slimkit.train.checkpoint import seal, torch_writer
+
+    model = zoo.create("lenet300")
+    obj = {"format": "slimkit.model/2", "arch": "lenet300", "arch_kwargs": {},
+           "state_dict": {k: v.half() for k, v in model.state_dict().items()}, "meta": {}}
+    atomic_write(tmp_path / "m.pt", torch_writer(seal(obj)))  # sealed: only the dtype is off
+    with pytest.raises(UserError, match="dtype"):
+        load_model(tmp_path / "m.pt")

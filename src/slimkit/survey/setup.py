@@ -91,7 +91,10 @@ def default_checkpoints() -> Path | None:
     return path if path.is_dir() else None
 
 
-CHECKPOINTS = {"lenet300": "lenet300_fashion.pt", "lenet5": "lenet5_fashion.pt"}
+# trained baselines of benchmarks/baselines.py, used when the survey runs on their data
+CHECKPOINTS = {("lenet300", "fashion-mnist"): "lenet300_fashion.pt",
+               ("lenet5", "fashion-mnist"): "lenet5_fashion.pt",
+               ("alexnet", "cifar10"): "alexnet_cifar10.pt"}
 
 
 def _sha256(path: Path) -> str:
@@ -167,8 +170,8 @@ class Survey:
 
         ds = self.dataset(kind)
         ckpt = None
-        if ds["name"] == "fashion-mnist" and self.checkpoints and arch in CHECKPOINTS:
-            path = Path(self.checkpoints) / CHECKPOINTS[arch]
+        if self.checkpoints and (arch, ds["name"]) in CHECKPOINTS:
+            path = Path(self.checkpoints) / CHECKPOINTS[arch, ds["name"]]
             ckpt = path if path.is_file() else None
         b = self.budget
         config = {"cell": "baseline", "code": CODE_VERSION, "arch": arch, "data": ds["name"], "train_n": train_n,

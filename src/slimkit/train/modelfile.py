@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from slimkit.errors import FormatError, UserError
@@ -39,9 +40,14 @@ def save_model(
     *,
     arch: str,
     arch_kwargs: Mapping[str, Any] | None = None,
+    half: bool = False,
     **meta: Any,
 ) -> Path:
     """Write `model` as {"arch", "arch_kwargs", "state_dict", "meta"} atomically, with a checksum.
+
+    `half=True` stores float32 tensors as float16 (half the bytes; `meta["stored_half"]`
+    records it and `load_model` widens them back to float32, so the model runs as before with
+    weights rounded to float16's 11-bit mantissa).
 
     `meta["channel_spec"]` is filled from the model (the sizes of its conv/linear/BN layers),
     so a channel-pruned model rebuilds from the same zoo name. `arch_kwargs` and other `meta`
@@ -53,6 +59,8 @@ def save_model(
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     meta = dict(meta)
     meta.setdefault("channel_spec", channel_spec(model))
+    if half:
+        meta["stored_half"] = True
     arch_kwargs = dict(arch_kwargs or {})
     check_json_plain(arch_kwargs, "model file arch_kwargs")
     check_json_plain(meta, "model file meta")
@@ -60,7 +68,8 @@ def save_model(
         "format": MODEL_FORMAT,
         "arch": arch,
         "arch_kwargs": arch_kwargs,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: (v.detach().cpu().half() if half and v.dtype == torch.float32
+                           else v.detach().cpu()) for k, v in model.state_dict().items()},
         "meta": meta,
     }
     check_plain(payload, "model file")
@@ -135,8 +144,10 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     """Rebuild the model stored at `path` from the zoo and load its weights (eval mode)."""
     obj = read_model_file(path)
     model = create_from_file(obj["arch"], obj["arch_kwargs"], str(path))
-    return build_from_state(model, obj["state_dict"], obj["meta"].get("channel_spec"),
-                            source=str(path))
+    state = obj["state_dict"]
+    if obj["meta"].get("stored_half") is True:  # save_model(half=True): widen back to float32
+        state = {k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()}
+    return build_from_state(model, state, obj["meta"].get("channel_spec"), source=str(path))
 
 
 def build_from_state(
