@@ -182,6 +182,32 @@ def _q_digest(model: nn.Module) -> str:
     return _module_digest(model, qspec_to_json(model.qspec))
 
 
+def _packed_make(folder: Path) -> Path:
+    from slimkit import zoo
+    from slimkit.deploy.packed_file import write_packed
+    from slimkit.quant.ptq import PTQConfig, quantize_ptq
+
+    torch.manual_seed(0)
+    model = zoo.create("lenet5", num_classes=10).eval()
+    cfg = PTQConfig(weight_bits=4, act_bits=8, symmetric_weights=False, bias_correction=True,
+                    layer_bits={"fc2": (3, 8)})
+    q = quantize_ptq(model, cfg, calib=[torch.randn(4, 1, 28, 28)])
+    return write_packed(folder / "orig.packed.safetensors", q, arch="lenet5",
+                        arch_kwargs={"num_classes": 10},
+                        task={"data": "mnist5k", "input_shape": [1, 28, 28], "classes": 10})
+
+
+def _packed_load(path: Path) -> Any:
+    from slimkit.deploy.packed_file import open_packed
+
+    return open_packed(path)
+
+
+def _packed_digest(packed: Any) -> str:
+    return _module_digest(packed.model, {"arch": packed.arch, "kwargs": packed.arch_kwargs,
+                                         "task": packed.task, "layers": packed.layers})
+
+
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
     return _randomize_bn(nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(),
@@ -254,6 +280,7 @@ FORMATS: dict[str, Format] = {
     "sparse_csr": Format("sparse_csr", _sparse_make, _sparse_load, _module_digest,
                          "safetensors"),
     "quantized": Format("quantized", _q_make, _q_load, _q_digest, "safetensors"),
+    "packed": Format("packed", _packed_make, _packed_load, _packed_digest, "safetensors"),
     "model_file": Format("model_file", _model_make, _model_load, _model_digest, "torch"),
     "checkpoint": Format("checkpoint", _ckpt_make, _ckpt_load, digest_tree, "torch"),
 }

@@ -148,7 +148,7 @@ def test_quantize_writes_int8_onnx_that_evaluate_and_compare_read(trained, tmp_p
 
 
 def test_quantize_4bit_also_writes_the_packed_file(trained, tmp_path, capsys):
-    from slimkit.cli._packed import PACKED_FORMAT
+    from slimkit.deploy.packed_file import PACKED_FORMAT
     from slimkit.fileio import read_safetensors, verify_checksum
 
     q = tmp_path / "w4.onnx"
@@ -165,6 +165,22 @@ def test_quantize_4bit_also_writes_the_packed_file(trained, tmp_path, capsys):
     # 431,080 LeNet-5 weights and biases; 430,500 weights at 4 bits = 215,250 bytes of codes
     assert sum(t.numel() for k, t in tensors.items() if k.endswith(".codes")) == 215_250
     assert f"{packed.stat().st_size:,} bytes" in out
+
+
+def test_evaluate_reads_the_packed_file(trained, tmp_path, capsys):
+    q = tmp_path / "w4.safetensors"
+    code, out, err = run(capsys, "quantize", str(trained), "--bits", "4", "--act-bits", "0",
+                         "--calib-size", "64", "--limit", "256", "--out", str(q))
+    assert code == 0, err
+    _, sim_acc = _top1s(out)
+    # --act-bits 0: the simulated model quantizes weights only, and the packed file reads back
+    # as exactly those weights with float activations, so the top-1 matches exactly
+    packed = tmp_path / "w4.packed.safetensors"
+    code, out, err = run(capsys, "evaluate", str(packed), "--limit", "256")
+    assert code == 0, err
+    assert _top1s(out) == [sim_acc] and "mnist5k/test" in out  # the stored task
+    code, out, err = run(capsys, "info", str(packed))
+    assert code == 0 and "431,080 params" in out, err
 
 
 def test_quantize_simulated_safetensors_still_available(trained, tmp_path, capsys):

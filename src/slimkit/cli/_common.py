@@ -291,7 +291,8 @@ def _sniff(path: Path) -> str:
 
 
 def load_model(spec: str, num_classes: int = 10, in_channels: int | None = None) -> Loaded:
-    """A model file (`train`/`prune` .pt, `quantize` .safetensors or .onnx) or a zoo name."""
+    """A model file (`train`/`prune` .pt, `quantize` .safetensors, .packed.safetensors or
+    .onnx) or a zoo name."""
     from slimkit import zoo
 
     path = Path(spec)
@@ -302,6 +303,8 @@ def load_model(spec: str, num_classes: int = 10, in_channels: int | None = None)
         if kind == "model":
             return _load_model_file(path, spec)
         if kind == "quantized":
+            if _safetensors_format(path) == _packed_format():
+                return _load_packed(path, spec)
             return _load_qfile(path, spec)
         return _load_onnx(path, spec)
     if spec in zoo.names():
@@ -348,6 +351,37 @@ def _load_qfile(path: Path, spec: str) -> Loaded:
         except json.JSONDecodeError:
             raise UserError(f"{spec}: stored task is not JSON") from None
     return Loaded(model, meta.get("arch", path.stem), spec, "quantized", task, meta, path)
+
+
+def _safetensors_format(path: Path) -> str | None:
+    """The ``format`` metadata of a safetensors file (None when unreadable: the loader
+    reports why)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # noqa: BLE001 - safetensors raises its own error types
+        return None
+
+
+def _packed_format() -> str:
+    from slimkit.deploy.packed_file import PACKED_FORMAT
+
+    return PACKED_FORMAT
+
+
+def _load_packed(path: Path, spec: str) -> Loaded:
+    """A `quantize --bits B` packed file, read back as its float model (kind "quantized", so
+    commands that need a float original refuse it)."""
+    from slimkit.deploy.packed_file import open_packed
+
+    packed = open_packed(path)
+    check_finite_weights(packed.model, spec)
+    task = check_task_record(packed.task, spec) if packed.task is not None else None
+    meta = {"format": _packed_format(), "layers": packed.layers}
+    return Loaded(packed.model, packed.arch, spec, "quantized", task, meta, path,
+                  dict(packed.arch_kwargs))
 
 
 def _load_onnx(path: Path, spec: str) -> Loaded:

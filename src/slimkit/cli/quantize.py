@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.cli._common import (ONNX_ARCH_KEY, ONNX_MACS_KEY, ONNX_TASK_KEY,
                                      check_finite_batches, check_fits, load_model, load_split,
                                      make_loader, resolve_task, top1)
-    from slimkit.cli._packed import write_packed
+    from slimkit.deploy.packed_file import write_packed
     from slimkit.metrics import count_macs
     from slimkit.quant.api import quantize
     from slimkit.quant.core import qspec_to_json
