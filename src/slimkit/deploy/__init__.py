@@ -10,6 +10,8 @@
 - ``deep_compression``: ``save_compressed`` / ``load_compressed`` (pruned + k-means-shared
   models as a compact safetensors file, relative indices, optional Huffman coding);
   ``packing`` (sub-8-bit codes packed into bytes) and ``huffman`` (canonical Huffman).
+- ``packed_file``: ``write_packed`` / ``read_packed`` / ``open_packed``, the sub-8-bit weight
+  file ``slimkit quantize --bits B`` writes beside the int8 ONNX model (safetensors, checksum).
 
 Submodules are imported on first use so that ``import slimkit.deploy`` stays cheap.
 """
@@ -38,6 +40,9 @@ _EXPORTS = {
     "state_dict_bytes": "torch_int8",
     "save_compressed": "deep_compression",
     "load_compressed": "deep_compression",
+    "read_packed": "packed_file",
+    "open_packed": "packed_file",
+    "write_packed": "packed_file",
     "pack_bits": "packing",
     "unpack_bits": "packing",
     "packed_nbytes": "packing",
