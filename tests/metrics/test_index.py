@@ -150,3 +150,18 @@ def test_energy_skip_zeros_counts_csr_values():
     # 4 stored non-zeros read once at 5 pJ; MACs come from the layer: none defined -> 0
     e = estimate_energy(CSRHolder(crafted()), (10,), device=big, skip_zeros=True)
     assert e.weight_uj * 1e6 == pytest.approx(4 * 5)
+
+
+def test_a_few_exact_zeros_do_not_make_a_layer_sparse():
+    layer = nn.Linear(8, 4, bias=False)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.weight[0, :3] = 0          # 3 of 32 zero: stored dense, no indices
+    assert index_space(layer) == IndexSpace(0, 0)
+    with torch.no_grad():
+        layer.weight[:2] = 0             # 16 of 32 zero: CSR, 16 column indices + 5 row pointers
+    got = index_space(layer)
+    assert got.count == 16 + 5
+    assert index_space(layer, min_sparsity=0.9) == IndexSpace(0, 0)
+    with pytest.raises(ValueError, match="min_sparsity"):
+        index_space(layer, min_sparsity=0)

@@ -152,16 +152,21 @@ def _reported(module: nn.Module) -> IndexSpace | None:
     return IndexSpace(count, count * int(value))
 
 
-def index_space(model: nn.Module, encoding: str = "csr", bits: int = 5) -> IndexSpace:
+def index_space(model: nn.Module, encoding: str = "csr", bits: int = 5,
+                min_sparsity: float = 0.5) -> IndexSpace:
     """D: indices all layers of ``model`` store.
 
     A module defining ``index_space() -> IndexSpace``, or ``index_bits()`` (bits of *one*
     stored index, as SparseLinear and weight-sharing layers define it; the count comes from
     ``index_count()`` or is inferred: CSR column indices + row pointers, codebook indices,
     non-zero weights) reports its own, and its children are skipped. Otherwise each
-    weight of 2+ dims with zeros is costed by ``encoding`` ('csr' or 'relative' with ``bits``);
-    dense weights, biases and BN need no indices.
+    weight of 2+ dims with at least ``min_sparsity`` of its entries zero is costed by
+    ``encoding`` ('csr' or 'relative' with ``bits``). Below that it is stored dense (CSR's
+    value + index per non-zero outweighs the zeros it skips), so a trained layer with a few
+    exact zeros needs no indices; dense weights, biases and BN need none either.
     """
+    if not 0.0 < min_sparsity <= 1.0:
+        raise ValueError(f"min_sparsity must be in (0, 1], got {min_sparsity!r}")
     encode = INDEX_ENCODINGS.get(encoding)
     total = IndexSpace(0, 0)
 
@@ -173,7 +178,9 @@ def index_space(model: nn.Module, encoding: str = "csr", bits: int = 5) -> Index
             return
         w = getattr(m, "weight", None)
         if isinstance(w, Tensor) and w.dim() >= 2 and not w.is_quantized:
-            total = total + encode(w, bits=bits)
+            zeros = w.numel() - int(torch.count_nonzero(w.detach()))
+            if zeros and zeros >= min_sparsity * w.numel():
+                total = total + encode(w, bits=bits)
         for child in m.children():
             visit(child)
 

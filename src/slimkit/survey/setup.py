@@ -28,7 +28,7 @@ __all__ = ["BUDGETS", "Budget", "CODE_VERSION", "Survey", "default_checkpoints"]
 
 # part of every cell's config: bump it when what a cell computes changes, so no stale result
 # is read back
-CODE_VERSION = 2
+CODE_VERSION = 3
 
 
 @dataclass(frozen=True)
