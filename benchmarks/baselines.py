@@ -471,12 +471,15 @@ def main(argv: list[str] | None = None) -> int:
         write_report(out, rows, args.threads, estimates)
         return 0
     for name in args.models:
+        row = run_one(name, args)
+        # read the report again: another invocation (another model) may have written it since
+        rows, estimates = read_state(out)
         before = rows.get(name)
-        rows[name] = run_one(name, args)
-        if before and rows[name]["setup"].get("init") == before["checkpoint"]:  # a continuation
-            rows[name]["earlier_runs"] = before.get("earlier_runs", []) + [
+        if before and row["setup"].get("init") == before["checkpoint"]:  # a continuation
+            row["earlier_runs"] = before.get("earlier_runs", []) + [
                 {k: before[k] for k in ("command", "epochs", "top1", "train_s", "per_epoch_top1",
                                         "replaced")}]
+        rows[name] = row
         write_report(out, rows, args.threads, estimates)  # after each model
         r = rows[name]
         print(f"{name}: top1 {100 * r['top1']:.2f}% in {r['epochs']} epochs, {r['train_s']:.0f} s, "
