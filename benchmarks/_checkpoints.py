@@ -16,6 +16,9 @@ CHECKPOINTS = {  # zoo name -> file written by baselines.py
     "lenet300": "lenet300_fashion.pt",
     "lenet5": "lenet5_fashion.pt",
     "resnet20": "resnet20_cifar10.pt",
+    "alexnet": "alexnet_cifar10.pt",
+    "mobilenetv2": "mobilenetv2_cifar10.pt",
+    "vgg16": "vgg16_cifar10.pt",  # 30 MB, not in git: present once rebuilt (baselines.md)
 }
 
 

@@ -97,3 +97,77 @@ def test_replace_only_when_better(tmp_path):
     save_model(f, zoo.create("lenet300", num_classes=10, in_channels=1), arch="lenet300",
                arch_kwargs={"num_classes": 10, "in_channels": 1}, top1=0.8897)
     assert B.current_top1(f) == pytest.approx(0.8897)
+
+
+def test_resident_data_trains_like_the_host_loader(tmp_path):
+    """`--resident-data` (the default on a GPU) keeps the set on the device; on the CPU it
+    gives the host loader's weights exactly."""
+    train_set, test_set = _sets()
+    a, ha, _ = B.train(TINY, train_set, test_set, runs=tmp_path / "a")
+    b, hb, _ = B.train(TINY, train_set, test_set, runs=tmp_path / "b", resident=True)
+    assert ha.val_top1 == hb.val_top1
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(vb, va, msg=k)
+    assert B.probe_device_epoch_s(TINY, train_set, test_set, "cpu", steps=2, resident=True) > 0
+
+
+def _remote_report(folder, top1, test_set):
+    """A report and its model file as a GPU host writes them (--ckpt-dir/--out of its own)."""
+    folder.mkdir()
+    torch.manual_seed(0)
+    net = zoo.create("lenet300", num_classes=10, in_channels=1)
+    f = save_model(folder / "lenet300_fashion.pt", net, arch="lenet300",
+                   arch_kwargs={"num_classes": 10, "in_channels": 1}, top1=top1)
+    h = {"cpu": "GPU host CPU", "flags": "", "cpus": "16", "load": "?"}
+    row = {"model": "lenet300", "dataset": "fashion-mnist", "train_items": 64,
+           "test_items": len(test_set), "epochs": 2, "planned_epochs": 2, "steps": 4,
+           "stopped": None, "train_s": 1.0, "wall_s_this_invocation": 1.0, "epoch_s": [0.5, 0.5],
+           "top1": top1, "top5": 1.0, "per_epoch_top1": [0.1, top1], "previous_top1": None,
+           "replaced": True, "checkpoint_top1": top1, "params": 1, "macs": 1,
+           "latency_ms": {k: 0.0 for k in ("torch_b1", "ort_b1", "torch_b64", "ort_b64")},
+           "reference": "", "checkpoint": str(f), "sha256": B.sha256(f),
+           "size_bytes": f.stat().st_size, "setup": B.asdict(TINY), "host_before": h,
+           "load_after": "?", "command": "baselines.py --device cuda", "device": "NVIDIA H200",
+           "budget": {"budget_s": 400, "probe_epoch_s": 2.5}}
+    B.write_report(folder / "lenet300.md", {"lenet300": row}, 1)
+    return f, net
+
+
+def test_import_report_checks_reevaluates_and_replaces_only_when_better(tmp_path, monkeypatch):
+    _, test_set = _sets()
+    monkeypatch.setattr(B.data, "load", lambda *a, **k: test_set)
+    monkeypatch.setattr(B, "latencies", lambda *a, **k: {"torch_b1": 1.0, "ort_b1": 1.0,
+                                                          "torch_b64": 2.0, "ort_b64": 2.0})
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    args = B.argparse.Namespace(ckpt_dir=str(ckpt_dir), data=str(tmp_path), threads=1, repeats=1)
+    f, net = _remote_report(tmp_path / "gpu", 0.5, test_set)
+    rows = B.import_rows(tmp_path / "gpu" / "lenet300.md", args)
+    row = rows["lenet300"]
+    dest = ckpt_dir / f.name
+    assert row["replaced"] and dest.read_bytes() == f.read_bytes()
+    assert row["checkpoint"] == B._rel(dest) and row["sha256"] == B.sha256(dest)
+    want = B.evaluate(net.eval(), data.loader(test_set, batch_size=500))["top1"]
+    assert row["top1_here"] == pytest.approx(want)  # evaluated again here, on this CPU
+    assert row["trained_on"]["device"] == "NVIDIA H200" and row["latency_ms"]["torch_b1"] == 1.0
+    text = (tmp_path / "out.md")
+    B.write_report(text, rows, 1)
+    assert "imported here with `--import-report`" in text.read_text()
+
+    _remote_report(tmp_path / "worse", 0.4, test_set)  # not better than the 0.5 now checked in
+    row = B.import_rows(tmp_path / "worse" / "lenet300.md", args)["lenet300"]
+    assert not row["replaced"] and row["checkpoint_top1"] == 0.5 and B.current_top1(dest) == 0.5
+
+    g, _ = _remote_report(tmp_path / "bad", 0.9, test_set)
+    g.write_bytes(g.read_bytes()[:-1] + b"x")  # changed after its row was written
+    with pytest.raises(SystemExit, match="sha256"):
+        B.import_rows(tmp_path / "bad" / "lenet300.md", args)
+    assert B.current_top1(dest) == 0.5  # nothing copied
+
+
+def test_a_warm_start_lists_the_runs_behind_its_file():
+    before = {"checkpoint": "benchmarks/checkpoints/x.pt", "command": "c1", "epochs": 3,
+              "top1": 0.8, "train_s": 9.0, "per_epoch_top1": [0.8], "replaced": True}
+    row = {"setup": {"init": "benchmarks/checkpoints/x.pt"}}
+    assert B.continued(dict(row), before)["earlier_runs"][0]["command"] == "c1"
+    assert "earlier_runs" not in B.continued({"setup": {"init": None}}, before)

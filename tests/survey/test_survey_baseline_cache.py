@@ -25,3 +25,23 @@ def test_damaged_baseline_model_is_retrained(tmp_path):
     with pytest.warns(UserWarning, match="refused"):
         _, info3 = third.baseline("lenet300", "digits", 256)
     assert third.cache.computed == 1 and info3["top1"] == info["top1"]   # seeded: same model
+
+
+def test_vgg16_keeps_han15_per_layer_densities():
+    """Table 7 prunes the CIFAR VGG-16 to Han et al.'s per-layer densities, conv by conv."""
+    import pytest
+
+    from slimkit import zoo
+    from slimkit.pruning import magnitude_prune
+    from slimkit.survey.tables import VGG16_CONV_KEEP, vgg16_keep
+
+    net = zoo.create("vgg16")
+    keep = vgg16_keep(net)
+    assert list(keep.values()) == [*VGG16_CONV_KEEP, 0.04, 0.23] and sum(keep.values()) == pytest.approx(4.89)
+    pruned = magnitude_prune(net, 0.0, layer_sparsity={n: 1 - k for n, k in keep.items()},
+                             include=list(keep))
+    for name, k in keep.items():
+        w = pruned.get_submodule(name).weight
+        assert float((w != 0).float().mean()) == pytest.approx(k, abs=0.01), name
+    with pytest.raises(ValueError, match="13 convs"):
+        vgg16_keep(zoo.create("alexnet"))

@@ -195,3 +195,34 @@ def test_divergence_stops_with_a_clear_error():
     with pytest.raises(UserError, match="diverged at epoch 1, step 1"):
         fit(model, loader, epochs=1, progress=False)
     assert torch.isfinite(model.weight).all()  # the step that saw the NaN never ran
+
+
+def test_per_epoch_checks_on_accelerators_train_alike_and_still_stop(monkeypatch):
+    """On an accelerator fit checks the loss once per epoch (no host sync per step): the same
+    weights and statistics as per-step checks, and a divergence still stops with a clear error."""
+    import pytest
+    import torch
+
+    from slimkit.errors import UserError
+    from slimkit.train import fit, loop
+
+    assert loop.checks_per_epoch(torch.device("cuda")) and not loop.checks_per_epoch(torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+
+    def run():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        return model, fit(model, loader, epochs=2, progress=False)
+
+    a, ha = run()
+    monkeypatch.setattr(loop, "checks_per_epoch", lambda device: True)
+    b, hb = run()
+    torch.testing.assert_close(b.weight, a.weight)
+    assert hb.train_loss == pytest.approx(ha.train_loss) and hb.train_acc == ha.train_acc
+    x_bad = x.clone()
+    x_bad[20, 0] = float("inf")  # the second batch
+    bad = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_bad, y), batch_size=16)
+    with pytest.raises(UserError, match="diverged in epoch 1"):
+        fit(torch.nn.Linear(4, 2), bad, epochs=1, progress=False)

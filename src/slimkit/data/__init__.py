@@ -23,6 +23,7 @@ from slimkit.data import embedded as _embedded  # noqa: F401
 from slimkit.data import idx as _idx  # noqa: F401
 from slimkit.data import synthetic as _synthetic  # noqa: F401
 from slimkit.data._dataset import DATASETS, ArrayDataset, DataError, DatasetSpec, check_split, register_dataset
+from slimkit.data.device_loader import DeviceLoader
 from slimkit.data.loaders import base_dataset, loader, split_train_val, subset
 
 
@@ -56,6 +57,6 @@ def names() -> list[str]:
 
 
 __all__ = [
-    "DATASETS", "ArrayDataset", "DataError", "DatasetSpec", "base_dataset", "input_shape", "load", "loader",
+    "DATASETS", "ArrayDataset", "DataError", "DatasetSpec", "DeviceLoader", "base_dataset", "input_shape", "load", "loader",
     "names", "num_classes", "register_dataset", "split_train_val", "subset",
 ]

@@ -24,14 +24,15 @@ def random_crop_flip(x: Tensor, padding: int = 4, generator: torch.Generator | N
         raise ValueError(f"padding must be >= 0, got {padding!r}")
     n, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)  # (N, C, H+2p, W+2p)
-    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
-    rows = oy[:, None] + torch.arange(h)  # (N, H)
-    cols = ox[:, None] + torch.arange(w)  # (N, W)
+    dev = x.device  # `generator`, when given, must live there too
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev)
+    flip = torch.rand(n, generator=generator, device=dev) < 0.5
+    rows = oy[:, None] + torch.arange(h, device=dev)  # (N, H)
+    cols = ox[:, None] + torch.arange(w, device=dev)  # (N, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
-    bi = torch.arange(n)[:, None, None, None]
-    ci = torch.arange(c)[None, :, None, None]
+    bi = torch.arange(n, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (N, C, H, W)
 
 

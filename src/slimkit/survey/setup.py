@@ -94,7 +94,8 @@ def default_checkpoints() -> Path | None:
 # trained baselines of benchmarks/baselines.py, used when the survey runs on their data
 CHECKPOINTS = {("lenet300", "fashion-mnist"): "lenet300_fashion.pt",
                ("lenet5", "fashion-mnist"): "lenet5_fashion.pt",
-               ("alexnet", "cifar10"): "alexnet_cifar10.pt"}
+               ("alexnet", "cifar10"): "alexnet_cifar10.pt",
+               ("vgg16", "cifar10"): "vgg16_cifar10.pt"}  # 30 MB, not in git: used when rebuilt
 
 
 def _sha256(path: Path) -> str:
@@ -196,7 +197,8 @@ class Survey:
         train_loader, test_loader = self.loaders(ds, train_n)
         if ckpt is not None:
             model = load_model(ckpt).eval()
-            origin = f"checkpoint benchmarks/checkpoints/{ckpt.name}"
+            # the bytes name the baseline, so the cells built on it follow a rebuilt file
+            origin = f"checkpoint benchmarks/checkpoints/{ckpt.name} (sha256 {config['checkpoint'][:12]})"
         else:
             import torch
 

@@ -129,6 +129,8 @@ def fit(
     Training", 2019): the weights, their gradients and the optimizer stay float32, and no loss
     scaling is needed. It pays on CPUs with native bf16 (AVX-512 BF16, AMX) and on GPUs;
     elsewhere it is emulated and slower (benchmarks/results/baselines.md has the step times).
+    On an accelerator the loss is checked once per epoch rather than per step
+    (`checks_per_epoch`), so the divergence error names the epoch.
     """
     _check_args(epochs, max_steps, time_budget_s, resume, checkpoint_dir)
     if precision not in PRECISIONS:
@@ -168,13 +170,15 @@ def fit(
 
     hook_list.on_train_start(model, opt)
     show = progress and D.is_main()
+    lazy_checks = checks_per_epoch(device)
     t_run = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         if history.stopped:
             break
         reseed_epoch(train_loader, seed, epoch)
         model.train()
-        stats, step_s, t_epoch = torch.zeros(3, dtype=torch.float64), 0.0, time.perf_counter()
+        stats, step_s, t_epoch = torch.zeros(3, dtype=torch.float64, device=device), 0.0, time.perf_counter()
+        diverged = torch.zeros((), dtype=torch.bool, device=device)
         # a bar on a terminal; in a log or a pipe, a plain line every LOG_EVERY_S seconds
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not (show and is_terminal()),
                    leave=False)
@@ -190,7 +194,7 @@ def fit(
                 if reg is not None:
                     loss = loss + reg
             loss = loss.float()
-            if not torch.isfinite(loss):  # stop before the weights turn to NaN
+            if not lazy_checks and not torch.isfinite(loss):  # stop before the weights turn to NaN
                 raise UserError(
                     f"training diverged at epoch {epoch + 1}, step {history.steps + 1} "
                     f"(loss {loss.item()}); lower the learning rate (lr={lr})"
@@ -204,9 +208,11 @@ def fit(
             step_s += time.perf_counter() - t0
             history.steps += 1
             n_steps += 1
-            with torch.no_grad():
-                correct = (logits.argmax(1) == y).sum().item()
-            stats += torch.tensor([loss.item() * y.shape[0], correct, y.shape[0]], dtype=torch.float64)
+            with torch.no_grad():  # on the device: no host sync per step
+                diverged |= ~torch.isfinite(loss)
+                correct = (logits.argmax(1) == y).sum()
+                stats += torch.stack([loss.detach().double() * y.shape[0], correct.double(),
+                                      torch.full_like(correct, y.shape[0], dtype=torch.float64)])
             if show and not bar.disable:
                 bar.set_postfix(loss=f"{stats[0] / stats[2]:.4f}", acc=f"{100 * stats[1] / stats[2]:.1f}%")
             elif show and time.perf_counter() - last_line >= LOG_EVERY_S:
@@ -224,6 +230,11 @@ def fit(
             if history.stopped:
                 break
         bar.close()
+        if lazy_checks and bool(diverged):
+            raise UserError(f"training diverged in epoch {epoch + 1} (a non-finite loss by step "
+                            f"{history.steps}); lower the learning rate (lr={lr})"
+                            + (f"; the last good epoch is in {ckpt_path}" if ckpt_path else ""))
+        stats = stats.cpu()
         hook_list.on_epoch_end(model, epoch)
         _check_weights_finite(model, epoch, history.steps, lr, ckpt_path)
         _sync_buffers(model)
@@ -247,6 +258,13 @@ def fit(
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
+
+
+def checks_per_epoch(device: torch.device) -> bool:
+    """Whether `fit` checks the loss once per epoch rather than per step: on an accelerator a
+    check per step makes the host wait for every step and leaves the device idle while it
+    launches the next one. The divergence error then names the epoch, not the step."""
+    return device.type != "cpu"
 
 
 def _check_weights_finite(model: nn.Module, epoch: int, steps: int, lr: float,
