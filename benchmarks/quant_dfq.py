@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "(min/max) unless stated; activations per-tensor affine uint8 from min/max over "
         f"{args.calib} training images (the only data used; rows marked 'none' use no data at all). "
         "BN folded first; ReLU6 replaced by ReLU as in the paper. Section 2 is a controlled "
-        "experiment: a function-preserving per-channel rescaling gives the briefly trained network the "
+        "experiment: a function-preserving per-channel rescaling gives the network (trained for a short budget) the "
         "range imbalance that long training + BN folding produce. 1 torch thread, CPU, "
         f"total {seconds:.0f} s.",
         "",
