@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from slimkit import data, zoo
+from slimkit.fileio import atomic_write
 from slimkit.metrics import count_macs, count_params, measure_latency, onnx_latency
 from slimkit.train import evaluate, fit, load_model, read_model_file, save_model
 from slimkit.train.api import task_record
@@ -192,21 +193,22 @@ def loaders(setup: Setup, train_set, test_set, device: str = "cpu", resident: bo
             data.DeviceLoader(test_set, device, batch_size=1000))
 
 
-def probe_device_epoch_s(setup: Setup, train_set, test_set, device: str, steps: int = 20,
-                         resident: bool | None = None) -> float:
-    """Seconds per epoch (training steps plus the test pass) on `device`, from `steps` timed
-    SGD steps after 5 warm-up steps, in the setup's precision and layout."""
+def probe_epoch_s(setup: Setup, train_set, test_set=None, device: str = "cpu", *,
+                  steps: int = 5, warmup: int = 1, resident: bool | None = None) -> float:
+    """Seconds per epoch on `device`: the mean of `steps` timed SGD steps after `warmup` untimed
+    ones, in the setup's precision and layout, times the steps of an epoch, plus one timed test
+    pass over `test_set` when given."""
     model = zoo.create(setup.arch, num_classes=data.num_classes(setup.dataset),
                        in_channels=data.input_shape(setup.dataset)[0]).to(device).train()
     fmt = torch.channels_last if setup.channels_last else torch.contiguous_format
     model.to(memory_format=fmt)
-    train_loader, test_loader = loaders(setup, train_set, test_set, device, resident)
+    train_loader, test_loader = loaders(setup, train_set, test_set or train_set, device, resident)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     it = (batch for _ in iter(int, 1) for batch in train_loader)  # epochs without end
-    for i in range(5 + steps):
-        if i == 5:
+    for i in range(warmup + steps):
+        if i == warmup:
             sync()
             t0 = time.perf_counter()
         x, y = next(it)
@@ -216,32 +218,12 @@ def probe_device_epoch_s(setup: Setup, train_set, test_set, device: str, steps: 
         loss.backward()
         opt.step()
     sync()
-    step_s = (time.perf_counter() - t0) / steps
+    epoch_s = (time.perf_counter() - t0) / steps * len(train_loader)
+    if test_set is None:
+        return epoch_s
     t1 = time.perf_counter()
     evaluate(model, test_loader, device)
-    return step_s * len(train_loader) + time.perf_counter() - t1
-
-
-def probe_epoch_s(setup: Setup, train_set, steps: int = 5) -> float:
-    """Seconds per training epoch estimated from the median of `steps` timed SGD steps."""
-    model = zoo.create(setup.arch, num_classes=data.num_classes(setup.dataset),
-                       in_channels=data.input_shape(setup.dataset)[0]).train()
-    if setup.channels_last:
-        model.to(memory_format=torch.channels_last)
-    loader = data.loader(train_set, batch_size=setup.batch_size, train=True, augment=setup.augment)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    it, times = iter(loader), []
-    for _ in range(steps + 1):
-        t0 = time.perf_counter()
-        x, y = next(it)
-        if setup.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
-    per_step = sorted(times[1:])[len(times[1:]) // 2]  # the first step is warm-up
-    return per_step * len(loader)
+    return epoch_s + time.perf_counter() - t1
 
 
 def host() -> dict:
@@ -279,8 +261,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     before = host()
     budget = None
     if args.epochs_for_budget:  # as many epochs as fit the budget at the measured speed
-        epoch_s = probe_device_epoch_s(s, train_set, test_set, args.device,
-                                       resident=args.resident_data)
+        epoch_s = probe_epoch_s(s, train_set, test_set, args.device, steps=20, warmup=5,
+                                resident=args.resident_data)
         s = replace(s, epochs=max(1, int(args.epochs_for_budget / epoch_s)))
         budget = {"budget_s": args.epochs_for_budget, "probe_epoch_s": round(epoch_s, 2)}
         print(f"{name}: {epoch_s:.2f} s/epoch on {args.device} -> {s.epochs} epochs "
@@ -462,7 +444,7 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
               "", "| file | top-1 | previous top-1 | sha256 | KB |", "|---|---|---|---|---|"]
     for m in order:
         r = rows[m]
-        kept = "" if r["size_bytes"] <= MAX_FILE_BYTES * 1.1 else " (not in git: rebuilt by its command)"
+        kept = "" if r["size_bytes"] <= MAX_FILE_BYTES else " (not in git: rebuilt by its command)"
         lines.append(f"| `{r['checkpoint']}`{kept} | {_pct(r['checkpoint_top1'])} | "
                      f"{_pct(r['previous_top1']) if r['replaced'] else '(kept)'} | `{r['sha256']}` | "
                      f"{r['size_bytes'] / 1024:.0f} |")
@@ -491,7 +473,7 @@ def not_trained_section(estimates: dict[str, dict], trained: set[str] = frozense
     lines = [f"## Not trained here yet: {', '.join(LARGE[m] for m in todo)} on CIFAR-10", "",
              "Same recipe as ResNet-20 (one-cycle, label smoothing 0.1, channels-last, pad-crop +",
              "flip), from scratch. Expected time from `nice -n 10 python benchmarks/baselines.py",
-             "--estimate alexnet vgg16 mobilenetv2` (median of 5 timed SGD steps at",
+             "--estimate alexnet vgg16 mobilenetv2` (mean of 5 timed SGD steps at",
              "batch 128, 1 thread, times the 391 steps of an epoch; the test pass and the load of the",
              "shared host add to it); `--device cuda` trains on a GPU where there is one. A file",
              "over ~10 MB (VGG-16 in fp32: ~59 MB) is not checked in: it is rebuilt by its command",
@@ -553,9 +535,7 @@ def import_rows(report: Path, args: argparse.Namespace) -> dict[str, dict]:
         row["previous_top1"] = old
         row["checkpoint_top1"] = row["top1"] if row["replaced"] else old
         if row["replaced"]:
-            tmp = dest.with_suffix(".tmp")
-            tmp.write_bytes(src.read_bytes())
-            tmp.replace(dest)
+            atomic_write(dest, src.read_bytes())
         row["checkpoint"], row["sha256"] = _rel(dest), sha256(dest)
         row["size_bytes"] = dest.stat().st_size
     return imported
@@ -609,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
                         "one-cycle epochs as fit in SECONDS (overrides --epochs-*)")
     p.add_argument("--import-report", nargs="+", default=None, metavar="REPORT",
                    help="merge the rows of reports written elsewhere (e.g. on a GPU host with "
-                        "--ckpt-dir/--out of its own) into --out; the checkpoint named by each "
-                        "row must already be in --ckpt-dir with the sha256 the row records")
+                        "--ckpt-dir/--out of its own) into --out; each row's model file must lie "
+                        "beside its report with the sha256 the row records, and replaces the one "
+                        "in --ckpt-dir only when its top-1 is higher")
     p.add_argument("--threads", type=int, default=1, help="threads for the latency runs")
     p.add_argument("--train-threads", type=int, default=None,
                    help="threads for training (default: --threads)")

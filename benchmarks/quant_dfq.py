@@ -26,6 +26,7 @@ from slimkit import data, zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _checkpoints import fit_one_cycle  # noqa: E402  (same folder)
+from _host import cpu_line, uptime  # noqa: E402
 from slimkit.quant.dfq import equalize_, replace_relu6
 from slimkit.quant.diagnostics import layer_sqnr
 from slimkit.quant.fold import fold_bn
@@ -234,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         "experiment: a function-preserving per-channel rescaling gives the network (trained for a short budget) the "
         "range imbalance that long training + BN folding produce. 1 torch thread, CPU, "
         f"total {seconds:.0f} s.",
+        "",
+        f"Host: {cpu_line()}; load at the end: `{uptime()}`.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines + body) + "\n")

@@ -26,6 +26,7 @@ from slimkit.quant.observers import OBSERVERS
 from slimkit.quant.ptq import PRESETS, PTQConfig, quantize_ptq
 
 from _checkpoints import train_one_cycle, trained  # same folder
+from _host import cpu_line, uptime  # same folder
 
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "datasets"
@@ -181,6 +182,8 @@ def write(results: list[dict], cmd: str, args, seconds: float, out: Path) -> Non
         "conv/linear input with the named observer; BN folded. 'BC' = empirical bias correction "
         "(per-channel output means matched to the float network on the calibration images, layer by layer). "
         f"1 torch thread, CPU, total {seconds:.0f} s. Top-1 on a seeded test subset.",
+        "",
+        f"Host: {cpu_line()}; load at the end: `{uptime()}`.",
         "",
     ]
     for r in results:

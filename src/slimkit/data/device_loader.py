@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from slimkit.data._dataset import ArrayDataset
-from slimkit.data.transforms import random_crop_flip
+from slimkit.data.transforms import crop_seed, random_crop_flip
 
 
 def _arrays(dataset: Dataset) -> tuple[ArrayDataset, Tensor]:
@@ -88,10 +88,6 @@ class DeviceLoader:
         n = len(self.targets)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def _crop_generator(self) -> torch.Generator:
-        seed = (self.seed * 1009 + self.collate_fn.epoch) * 7919
-        return torch.Generator(device=self.device).manual_seed(seed)
-
     def __iter__(self) -> Iterator[list[Tensor]]:
         # a DataLoader draws its workers' base seed from its generator when an iterator is made
         # and the sampler's permutation at the first batch: the same draws at the same moments
@@ -104,7 +100,10 @@ class DeviceLoader:
         n = len(self.targets)
         order = (torch.randperm(n, generator=self.generator) if self.train else torch.arange(n))
         order = order.to(self.device)
-        crops = self._crop_generator() if self.crop_flip else None
+        crops = None
+        if self.crop_flip:
+            crops = torch.Generator(device=self.device)
+            crops.manual_seed(crop_seed(self.seed, self.collate_fn.epoch))
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             x = (self.images[idx].to(torch.float32) * self.scale - self.mean) / self.std

@@ -36,6 +36,12 @@ def random_crop_flip(x: Tensor, padding: int = 4, generator: torch.Generator | N
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (N, C, H, W)
 
 
+def crop_seed(seed: int, epoch: int, worker: int | None = None) -> int:
+    """Seed of the crop-and-flip generator for (run seed, epoch, loader worker): a resumed
+    epoch crops as the interrupted one did, and every loader that crops agrees."""
+    return (seed * 1009 + epoch) * 7919 + (0 if worker is None else worker + 1)
+
+
 class CropFlipCollate:
     """collate_fn: stack (x, y) pairs, then crop-and-flip the image batch."""
 
@@ -55,8 +61,7 @@ class CropFlipCollate:
         info = get_worker_info()
         worker = None if info is None else info.id
         if self._gen is None or worker != self._worker:
-            base = (self.seed * 1009 + self.epoch) * 7919
-            self._gen = torch.Generator().manual_seed(base + (0 if worker is None else worker + 1))
+            self._gen = torch.Generator().manual_seed(crop_seed(self.seed, self.epoch, worker))
             self._worker = worker
         return self._gen
 

@@ -304,8 +304,7 @@ def _state(tensors: Mapping[str, Tensor], layers: Mapping[str, Any],
 def _load_state(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
     """Add the biases that bias correction gave bias-free layers, resize channel-pruned
     layers, then load ``state`` strictly (keys, shapes and dtypes checked first)."""
-    from slimkit.fileio import check_state_dict
-    from slimkit.train.resize import resize_to_state_dict, shapes_match
+    from slimkit.train.modelfile import build_from_state
 
     for key, value in state.items():
         mod_name, _, leaf = key.rpartition(".")
@@ -317,13 +316,4 @@ def _load_state(model: nn.Module, state: dict[str, Tensor], source: str) -> None
             continue                                 # reported as unexpected below
         if isinstance(mod, (nn.Conv2d, nn.Linear)) and mod.bias is None and value.dim() == 1:
             mod.bias = nn.Parameter(torch.zeros_like(value))
-    try:
-        resize_to_state_dict(model, state)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{source}: the weights do not fit the architecture: "
-                        f"{exc.args[0] if exc.args else exc}") from None
-    bad = shapes_match(model, state)
-    if bad:
-        raise UserError(f"{source}: shapes of {bad[:5]} do not fit the architecture")
-    check_state_dict(model, state, source)
-    model.load_state_dict(state, strict=True)
+    build_from_state(model, state, source=source)

@@ -236,10 +236,9 @@ def table7(s: Survey) -> TableOut:
     base, binfo = s.baseline(arch, "cifar", b.vgg_train_n)
     ds = s.dataset("cifar")
     first = next(n for n, m in base.named_modules() if type(m).__name__ == "Conv2d")
-    common = dict(arch=arch, data=ds["name"], train_n=b.vgg_train_n, baseline=binfo["origin"],
-                  keep="han15" if arch == "vgg16" else "uniform 0.075")
-
     keep = vgg16_keep(base) if arch == "vgg16" else None
+    common = dict(arch=arch, data=ds["name"], train_n=b.vgg_train_n, baseline=binfo["origin"],
+                  keep="han15" if keep else "uniform 0.075")
 
     def dc(cfg):
         train_loader, test_loader = s.loaders(ds, b.vgg_train_n, batch_size=64)
@@ -290,7 +289,7 @@ def table7(s: Survey) -> TableOut:
                  {"method": "CP low-rank", "top-5 change": "-0.29", "1/r_p": "2.75x"}]
     if binfo["origin"].startswith("checkpoint"):
         trained = (f"the CIFAR VGG-16 (15 M params) trained to {_pct(b1)} on this test subset "
-                   "(benchmarks/results/baselines.md: 154 epochs on a GPU), with the budget's "
+                   "(benchmarks/results/baselines.md says how), with the budget's "
                    f"{b.ft_steps} fine-tune steps on {b.vgg_train_n or 'all'} images after "
                    "compression")
     else:
@@ -299,7 +298,7 @@ def table7(s: Survey) -> TableOut:
     notes = ["The paper's VGG-16 numbers are on ImageNet with fully trained networks; ours is "
              f"{trained}, so the accuracy changes are not comparable, only the size ratios' "
              "order of magnitude."]
-    if arch == "vgg16":
+    if keep:
         notes.append("Pruning keeps Han et al.'s per-layer VGG-16 densities for the 13 convs "
                      "(22-58%). The paper's 49x rests on fc6/fc7, 120 M weights pruned to 3-4%, "
                      "which the CIFAR VGG-16 does not have, so our 1/r_p is bounded near 10x.")

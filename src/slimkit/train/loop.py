@@ -209,7 +209,8 @@ def fit(
             history.steps += 1
             n_steps += 1
             with torch.no_grad():  # on the device: no host sync per step
-                diverged |= ~torch.isfinite(loss)
+                if lazy_checks:
+                    diverged |= ~torch.isfinite(loss)
                 correct = (logits.argmax(1) == y).sum()
                 stats += torch.stack([loss.detach().double() * y.shape[0], correct.double(),
                                       torch.full_like(correct, y.shape[0], dtype=torch.float64)])

@@ -164,7 +164,8 @@ def build_from_state(
         try:
             resize_to_state_dict(model, state_dict, spec)
         except (ValueError, KeyError, TypeError) as exc:
-            raise UserError(f"{source}: the channel spec does not fit the architecture: "
+            what = "the channel spec does" if spec else "the weights do"
+            raise UserError(f"{source}: {what} not fit the architecture: "
                             f"{exc.args[0] if exc.args else exc}") from None
         bad = shapes_match(model, state_dict)
         if bad:
