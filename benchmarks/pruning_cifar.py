@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import torch
+from _host import cpu_line, uptime
 from _pruning_common import HERE, checkpoint_or_train, loaders
 from torch import nn
 
 from slimkit.metrics import count_macs, count_params, measure_latency, onnx_latency
-from slimkit.pruning import PruneConfig, SlimmingHook, prune
+from slimkit.pruning import PruneConfig, SlimmingHook, prune_with_ratio
 from slimkit.train import evaluate, fit
 
 SHAPE = (3, 32, 32)
@@ -90,14 +91,14 @@ def main() -> None:
                 target="macs",
                 importance="l1" if method == "l1_filter" else "random",
             )
-            small = prune(model, cfg, example_inputs=x)
+            small, ratio = prune_with_ratio(model, cfg, example_inputs=x)
             before = evaluate(small, test)["top1"]
             fit(small, train, epochs=args.epochs, **ft)
             name = "L1 filters (Li'17)" if method == "l1_filter" else "random filters (baseline)"
         elif method == "slimming":
             trained = copy.deepcopy(model)  # sparsity training with L1 on gammas, then prune
             fit(trained, train, epochs=args.epochs, hooks=[SlimmingHook(args.slim_penalty)], **ft)
-            small = prune(
+            small, ratio = prune_with_ratio(
                 trained,
                 PruneConfig("slimming", 0.5, target="macs", train_epochs=0),
                 example_inputs=x,
@@ -106,14 +107,14 @@ def main() -> None:
             fit(small, train, epochs=args.epochs, **ft)
             name = f"network slimming (Liu'17; +{args.epochs} ep L1 training)"
         elif method == "sfp":
-            hard = prune(
+            hard, _ = prune_with_ratio(
                 model,
                 PruneConfig("sfp", 0.5, target="macs", train_epochs=0),
                 example_inputs=x,
                 data=train,
             )
             before = evaluate(hard, test)["top1"]  # zeroed once, removed, no training
-            small = prune(
+            small, ratio = prune_with_ratio(
                 model,
                 PruneConfig("sfp", 0.5, target="macs", train_epochs=args.epochs, lr=args.lr),
                 example_inputs=x,
@@ -122,7 +123,7 @@ def main() -> None:
             name = "soft filter pruning (He'18; trains while pruning)"
         elif method == "channel_lasso":
             calib = list(itertools.islice(iter(train), args.calib_batches))
-            small = prune(
+            small, ratio = prune_with_ratio(
                 model,
                 PruneConfig("channel_lasso", 0.5, target="macs", calib_batches=args.calib_batches),
                 example_inputs=x,
@@ -138,7 +139,7 @@ def main() -> None:
             small,
             before,
             evaluate(small, test)["top1"],
-            getattr(small, "slimkit_prune_ratio", 0.0),
+            ratio,
             time.time() - t,
         )
 
@@ -169,6 +170,8 @@ def main() -> None:
         f"and onnxruntime CPU, measured after all training in {args.latency_rounds} interleaved rounds (best round kept), "
         "on a shared, loaded 2-core machine (noisy). "
         f"Whole run took {time.time() - t_start:.0f} s.",
+        "",
+        f"Host: {cpu_line()}; load at the end: `{uptime()}`.",
         "",
         "| method | uniform ratio | top-1 before FT | top-1 after FT | params | MACs (ratio) | "
         "torch b1 ms | ORT b1 ms | torch b64 ms | ORT b64 ms | time s |",
