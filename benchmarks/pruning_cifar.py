@@ -24,7 +24,8 @@ from _pruning_common import HERE, checkpoint_or_train, loaders
 from torch import nn
 
 from slimkit.metrics import count_macs, count_params, measure_latency, onnx_latency
-from slimkit.pruning import PruneConfig, SlimmingHook, prune_with_ratio
+from slimkit.pruning import PruneConfig, SlimmingHook
+from slimkit.pruning.api import prune_with_ratio
 from slimkit.train import evaluate, fit
 
 SHAPE = (3, 32, 32)
