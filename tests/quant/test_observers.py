@@ -224,3 +224,22 @@ def test_aciq_fits_relu_outputs_to_their_positive_part(prior):
     assert clips[1] == pytest.approx(clips[0], rel=1e-6)  # zeros change nothing
     spread = float(tail.mean()) if prior == "laplace" else float(tail.pow(2).mean().sqrt())
     assert clips[0] == pytest.approx(min(float(tail.max()), aciq_alpha(5, prior) * spread), rel=1e-4)
+
+
+def test_kl_affine_two_sided_data_without_a_floor_spike_is_searched_on_magnitudes():
+    # the input of a layer after BN: both signs, no spike at the minimum. Searching the upper
+    # tail from the floor (as for an image's background) clips to a sliver just above the
+    # minimum and quantizes everything else to one value; the |x| search keeps the bulk
+    torch.manual_seed(0)
+    x = torch.randn(200000) * 1.5 + 0.7
+    affine = OBSERVERS.get("kl")(QScheme(bits=4, symmetric=False, signed=False))
+    affine.update(x)
+    lo, hi = (float(v) for v in affine.range())
+    signed = OBSERVERS.get("kl")(QScheme(bits=4))  # TensorRT's own |x| search, 8 levels a side
+    signed.update(x)
+    t = float(signed.range()[1])
+    # the same threshold up to re-binning the folded histogram (a few %); each side kept to what was seen
+    assert hi == pytest.approx(min(t, float(x.max())), rel=0.05)
+    assert lo == pytest.approx(max(-t, float(x.min())), rel=0.05)
+    inside = ((x >= lo) & (x <= hi)).float().mean()
+    assert lo < -1.0 and hi > 2.0 and inside > 0.9

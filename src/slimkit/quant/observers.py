@@ -264,14 +264,18 @@ class KLObserver(HistogramObserver):
     Symmetric schemes search |x| and leave exact zeros out (they cost nothing at any
     threshold); affine schemes search the upper tail of x above its observed floor and leave
     the floor's bin out, since the range starts there: a spike at the floor (ReLU zeros, an
-    image's background value) is exact and would otherwise force a tiny threshold. With
+    image's background value) is exact and would otherwise force a tiny threshold. Affine
+    data below and above zero with no such spike (at least `floor_spike` of the values in
+    the floor's bin) is searched on |x| as TensorRT does, half the levels per side. With
     fewer than `min_samples * levels` non-zero values (e.g. one output channel of a small
     weight tensor) the histogram is too sparse for KL to mean anything and the full range
     is kept."""
 
-    def __init__(self, scheme: QScheme, bins: int = 2048, min_samples: int = 4) -> None:
+    def __init__(self, scheme: QScheme, bins: int = 2048, min_samples: int = 4,
+                 floor_spike: float = 0.01) -> None:
         super().__init__(scheme, bins)
         self.min_samples = min_samples
+        self.floor_spike = floor_spike  # share of the values in the floor bin that makes a spike
         self.zeros: np.ndarray | None = None  # exact zeros per channel (e.g. after a ReLU)
 
     def _update(self, v: Tensor) -> None:
@@ -288,6 +292,8 @@ class KLObserver(HistogramObserver):
         # spike in bin 0 would dominate P and force needlessly small thresholds
         lo, hi = float(self.edges_lo[c]), float(self.edges_hi[c])
         h = self.hist[c].copy()
+        if not self.magnitude and lo < 0.0 and h[0] < self.floor_spike * h.sum():
+            return self._two_sided_range(c)
         if self.magnitude or lo >= 0.0:
             h[0] = max(h[0] - self.zeros[c], 0.0)
         else:  # affine range from a negative floor (a normalised image's background): the
@@ -300,6 +306,22 @@ class KLObserver(HistogramObserver):
             return full
         t = (i + 0.5) * (hi - lo) / self.bins
         return (-t, t) if self.magnitude else (lo, lo + t)
+
+    def _two_sided_range(self, c: int) -> tuple[float, float]:
+        """Affine data on both sides of zero with no spike at its floor (e.g. the input of a
+        layer after BN or a residual add): TensorRT's search on |x| (the histogram folded at
+        zero), half the levels per side, and each side clipped to what was observed."""
+        lo, hi = float(self.edges_lo[c]), float(self.edges_hi[c])
+        top = max(-lo, hi)
+        folded = np.histogram(np.abs(self._centres(c)), self.bins, (0.0, top),
+                              weights=self.hist[c])[0]
+        folded[0] = max(folded[0] - self.zeros[c], 0.0)
+        half = max(self.nlevels // 2, 1)
+        if folded.sum() < self.min_samples * self.nlevels:
+            return lo, hi
+        i = kl_threshold_bin(folded, half)
+        t = top if i >= self.bins else (i + 0.5) * top / self.bins
+        return max(lo, -t), min(hi, t)
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
