@@ -7,7 +7,7 @@ import math
 import pytest
 
 from slimkit.errors import UserError
-from slimkit.survey.cells import CellCache, canonical_json, cell_key
+from slimkit.survey.cells import CellCache, canonical_json, cell_key, cell_label
 
 
 def counting():
@@ -117,3 +117,15 @@ def test_result_must_be_plain_json(tmp_path):
     with pytest.raises(UserError, match="not plain JSON"):
         CellCache(tmp_path).run({"i": 0}, lambda cfg: {"x": {1, 2}})
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_progress_names_each_computed_cell_and_not_the_cached_ones(tmp_path):
+    lines = []
+    cache = CellCache(tmp_path, on_computed=lambda label, s: lines.append((label, s)))
+    cfg = {"cell": "method", "arch": "vgg16", "data": "cifar10", "spec": {"method": "cp"}}
+    cache.run(cfg, lambda c: {"v": 1})
+    cache.run(cfg, lambda c: {"v": 2})                 # read back: no progress line
+    cache.run({"cell": "distill", "seed": 3}, lambda c: {"v": 3, "_compute_s": 12.5})
+    assert [label for label, _ in lines] == ["method vgg16/cifar10 cp", "distill seed 3"]
+    assert lines[1][1] == 12.5 and lines[0][1] >= 0
+    assert cell_label({"i": 0}) == "cell"

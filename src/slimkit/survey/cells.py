@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from slimkit.errors import UserError
 from slimkit.fileio import atomic_write
 
-__all__ = ["CELL_FORMAT", "CellCache", "canonical_json", "cell_key"]
+__all__ = ["CELL_FORMAT", "CellCache", "canonical_json", "cell_key", "cell_label"]
 
 CELL_FORMAT = "slimkit.survey.cell/1"
 
@@ -59,6 +59,19 @@ def canonical_json(config: Mapping[str, Any]) -> str:
                       ensure_ascii=True, allow_nan=False)
 
 
+def cell_label(config: Mapping[str, Any]) -> str:
+    """A short human name of a cell for progress lines, e.g. ``method vgg16/cifar10 cp``."""
+    words = [str(config.get("cell", "cell"))]
+    if "arch" in config or "data" in config:
+        words.append("/".join(str(config[k]) for k in ("arch", "data") if k in config))
+    spec = config.get("spec")
+    if isinstance(spec, Mapping) and "method" in spec:
+        words.append(str(spec["method"]))
+    if "seed" in config:
+        words.append(f"seed {config['seed']}")
+    return " ".join(words)
+
+
 def cell_key(config: Mapping[str, Any]) -> str:
     """sha256 hex of the config's canonical JSON."""
     return hashlib.sha256(canonical_json(config).encode("ascii")).hexdigest()
@@ -76,8 +89,10 @@ class CellCache:
     computed (stored with it as ``_compute_s``), so a resumed run still knows its full cost.
     """
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike,
+                 on_computed: Callable[[str, float], None] | None = None) -> None:
         self.root = Path(root)
+        self.on_computed = on_computed  # (cell label, seconds): progress of a long run
         self.computed = 0
         self.reused = 0
         self.seconds: dict[str, float] = {}   # cell key -> its compute time (each cell once)
@@ -155,4 +170,6 @@ class CellCache:
         self.put(config, result)
         self.computed += 1
         self.note_seconds(config, result)
+        if self.on_computed is not None:
+            self.on_computed(cell_label(config), float(result["_compute_s"]))
         return json.loads(json.dumps(_plain(result, "result")))

@@ -209,6 +209,7 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
     b = env_budget(budget)
     s = Survey(b, Path(out), data_root=data_root,
                checkpoints=checkpoints if checkpoints is not None else default_checkpoints())
+    s.cache.on_computed = lambda label, sec: log(f"[survey]   {label}: {sec:.0f} s")
     wanted = set(TABLES if tables is None else tables)
     unknown = wanted - set(TABLES)
     if unknown:
