@@ -194,11 +194,38 @@ TABLES = ("table6", "table7", "deep_compression", "section34", "table8", "distil
           "sensitivity")
 
 
+def _refuse_missing_checkpoints(s, wanted: set[str]) -> None:
+    from slimkit.survey.setup import rebuild_command
+    from slimkit.survey.tables import BASELINES
+
+    missing: dict[str, list[str]] = {}
+    for name in TABLES:
+        for arch, kind, n_field in BASELINES[name] if name in wanted else []:
+            file = s.missing_checkpoint(arch or s.budget.t7_arch, kind,
+                                        getattr(s.budget, n_field))
+            if file is not None:
+                missing.setdefault(file, []).append(name)
+    if not missing:
+        return
+    where = s.checkpoints if s.checkpoints is not None else "(no checkpoints folder)"
+    lines = [f"{f} (needed by {', '.join(t)}): rebuild it with {rebuild_command(f)}"
+             for f, t in missing.items()]
+    raise UserError(
+        f"budget '{s.budget.name}' starts from trained checkpoints, and {where} lacks "
+        + "; ".join(lines) + ". Then pass --checkpoints DIR, or leave those tables out with "
+        "--tables, or pass --train-missing to train them here at this budget (hours on a CPU)")
+
+
 def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoints=None,
                command: str = "slimkit survey", log=print,
-               tables: Sequence[str] | None = None) -> dict[str, Any]:
+               tables: Sequence[str] | None = None,
+               train_missing: bool = False) -> dict[str, Any]:
     """Compute (or read back) every table, or only `tables` (names in `TABLES`; table8 brings
-    section34); write ``OUT/survey.md`` and ``OUT/survey.html``."""
+    section34); write ``OUT/survey.md`` and ``OUT/survey.html``.
+
+    At a budget that does not train missing baselines (full), a trained checkpoint missing on
+    real data is a `UserError` before any work, naming its rebuild command, unless
+    `train_missing` (then it is trained here, for hours)."""
     import torch
 
     from slimkit.metrics import measure_host
@@ -217,6 +244,8 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
                         f"choose from {', '.join(TABLES)}")
     if "table8" in wanted:
         wanted.add("section34")  # Table 8 ranks section 3.4's methods
+    if not (b.trains_missing or train_missing):
+        _refuse_missing_checkpoints(s, wanted)
     done: list[TableOut] = []
     s34 = None
     for name in TABLES:

@@ -24,7 +24,8 @@ from typing import Any
 from slimkit.errors import UserError
 from slimkit.survey.cells import CellCache, cell_key
 
-__all__ = ["BUDGETS", "Budget", "CODE_VERSION", "Survey", "default_checkpoints"]
+__all__ = ["BUDGETS", "Budget", "CODE_VERSION", "Survey", "default_checkpoints",
+           "rebuild_command"]
 
 # part of every cell's config: bump it when what a cell computes changes, so no stale result
 # is read back
@@ -56,6 +57,9 @@ class Budget:
     kd_test_n: int           # distillation's test subset (0 = the whole split: MLPs are cheap)
     batch_size: int = 128
     t7_arch: str = "vgg16"   # Table 7's network; the smoke budget uses AlexNet as a stand-in
+    # False: a trained checkpoint missing on real data is an error before any work (training
+    # it here at this budget would take hours), unless run_survey(train_missing=True)
+    trains_missing: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -81,7 +85,7 @@ BUDGETS: dict[str, Budget] = {
                    lenet_ft_steps=1000, kmeans_iter=300, cp_iter=25, cp_layers=("*",),
                    latency_rounds=15, latency_budget_s=20.0,
                    kd_seeds=10, kd_train_n=2000, kd_epochs=50, teacher_epochs=10,
-                   kd_test_n=0),
+                   kd_test_n=0, trains_missing=False),
 }
 
 
@@ -97,9 +101,19 @@ CHECKPOINTS = {("lenet300", "fashion-mnist"): "lenet300_fashion.pt",
                ("alexnet", "cifar10"): "alexnet_cifar10.pt",
                ("vgg16", "cifar10"): "vgg16_cifar10.pt"}  # 30 MB, not in git: used when rebuilt
 
+# how a missing checkpoint is rebuilt (benchmarks/results/baselines.md records each run)
+REBUILD = {"vgg16_cifar10.pt": ("python benchmarks/baselines.py --models vgg16 --device cuda "
+                                "--precision bf16 --batch-size 256 --lr-vgg16 0.1 "
+                                "--epochs-for-budget 400 --time-budget 480",
+                                "154 one-cycle epochs, about 6 minutes on one H200 GPU, 90.78%")}
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+def rebuild_command(filename: str) -> str:
+    """How to rebuild a baseline file of `CHECKPOINTS`: the command, then a note in brackets."""
+    arch = next(a for (a, _), f in CHECKPOINTS.items() if f == filename)
+    command, note = REBUILD.get(filename, (f"python benchmarks/baselines.py --models {arch}",
+                                           "benchmarks/results/baselines.md records its run"))
+    return f"`{command}` ({note})"
 
 
 @dataclass
@@ -170,14 +184,9 @@ class Survey:
         from slimkit.train import evaluate, fit, load_model, save_model
 
         ds = self.dataset(kind)
-        ckpt = None
-        if self.checkpoints and (arch, ds["name"]) in CHECKPOINTS:
-            path = Path(self.checkpoints) / CHECKPOINTS[arch, ds["name"]]
-            ckpt = path if path.is_file() else None
+        ckpt = self._checkpoint(arch, ds)
         b = self.budget
-        config = {"cell": "baseline", "code": CODE_VERSION, "arch": arch, "data": ds["name"], "train_n": train_n,
-                  "test_n": b.test_n, "epochs": b.train_epochs, "max_steps": b.train_max_steps,
-                  "lr": lr, "checkpoint": _sha256(ckpt) if ckpt else None}
+        config = self._baseline_config(arch, ds, train_n, ckpt, lr)
         model_path = self.out / "cache" / "models" / f"{cell_key(config)}.pt"
         cached = self.cache.get(config)
         if cached is not None:
@@ -223,6 +232,31 @@ class Survey:
         self.cache.computed += 1
         self.cache.note_seconds(config, result)
         return model, result
+
+    def _checkpoint(self, arch: str, ds: dict[str, Any]) -> Path | None:
+        if self.checkpoints and (arch, ds["name"]) in CHECKPOINTS:
+            path = Path(self.checkpoints) / CHECKPOINTS[arch, ds["name"]]
+            return path if path.is_file() else None
+        return None
+
+    def _baseline_config(self, arch: str, ds: dict[str, Any], train_n: int,
+                         ckpt: Path | None, lr: float) -> dict[str, Any]:
+        b = self.budget
+        return {"cell": "baseline", "code": CODE_VERSION, "arch": arch, "data": ds["name"],
+                "train_n": train_n, "test_n": b.test_n, "epochs": b.train_epochs,
+                "max_steps": b.train_max_steps, "lr": lr,
+                "checkpoint": _sha256(ckpt) if ckpt else None}
+
+    def missing_checkpoint(self, arch: str, kind: str, train_n: int, *,
+                           lr: float = 1e-3) -> str | None:
+        """The file name of the trained checkpoint `baseline` would start from, when it is
+        absent and no baseline trained here instead is cached; else None."""
+        ds = self.dataset(kind)
+        if (arch, ds["name"]) not in CHECKPOINTS or self._checkpoint(arch, ds) is not None:
+            return None
+        if self.cache.path(self._baseline_config(arch, ds, train_n, None, lr)).is_file():
+            return None
+        return CHECKPOINTS[arch, ds["name"]]
 
     def cell_config(self, **kw: Any) -> dict[str, Any]:
         """A cell's config: its own keys plus the whole budget."""

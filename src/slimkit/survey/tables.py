@@ -17,7 +17,7 @@ from slimkit.survey.measure import DEVICE_NAMES, six_ratios
 from slimkit.survey.methods import describe
 from slimkit.survey.setup import Survey
 
-__all__ = ["TableOut", "table6", "table7", "deep_compression", "section34", "table8",
+__all__ = ["BASELINES", "TableOut", "table6", "table7", "deep_compression", "section34", "table8",
            "distillation", "sensitivity", "mean_ci95", "FIVE", "composite5", "pareto"]
 
 # the survey's five criteria (accuracy, parameters, latency, MACs, energy), equal weights
@@ -25,6 +25,18 @@ FIVE = ("r_A", "r_p", "r_T", "r_c", "r_E")
 # Adam lr of the fine-tune after each method: the LeNets' 60+ steps recover 90% pruning at
 # 1e-3; AlexNet's few steps at 1e-3 shake a trained model more than they repair it
 FT_LR = {"digits": 1e-3, "cifar": 1e-4}
+# the trained baselines each table starts from: (arch, data kind, budget field of its train_n);
+# arch None = the budget's Table 7 network
+BASELINES: dict[str, list[tuple[str | None, str, str]]] = {
+    "table6": [("alexnet", "cifar", "cifar_train_n")],
+    "table7": [(None, "cifar", "vgg_train_n")],
+    "deep_compression": [("lenet300", "digits", "digits_train_n"),
+                         ("lenet5", "digits", "digits_train_n")],
+    "section34": [("lenet5", "digits", "digits_train_n"), ("alexnet", "cifar", "cifar_train_n")],
+    "table8": [],
+    "distillation": [("lenet5", "digits", "digits_train_n")],
+    "sensitivity": [("lenet5", "digits", "digits_train_n")],
+}
 
 
 @dataclass
