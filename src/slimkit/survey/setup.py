@@ -29,7 +29,7 @@ __all__ = ["BUDGETS", "Budget", "CODE_VERSION", "Survey", "default_checkpoints",
 
 # part of every cell's config: bump it when what a cell computes changes, so no stale result
 # is read back
-CODE_VERSION = 3
+CODE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Budget:
     vgg_train_n: int
     ft_steps: int            # fine-tuning after each compression
     lenet_ft_steps: int
+    dc_cycles: int           # Deep Compression on the LeNets: prune/retrain cycles (Han'15)
     kmeans_iter: int
     cp_iter: int
     cp_layers: tuple[str, ...]   # VGG-16 convs CP touches (fqn globs); ("*",) = all but first
@@ -70,19 +71,19 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", digits_train_n=512, cifar_train_n=64, test_n=64,
                     train_epochs=1, train_max_steps=2, vgg_train_n=64, ft_steps=1,
-                    lenet_ft_steps=2, kmeans_iter=5, cp_iter=1,
+                    lenet_ft_steps=2, dc_cycles=1, kmeans_iter=5, cp_iter=1,
                     cp_layers=("features.3",), latency_rounds=3, latency_budget_s=0.5,
                     kd_seeds=2, kd_train_n=512, kd_epochs=1, teacher_epochs=1, kd_test_n=64,
                     batch_size=32, t7_arch="alexnet"),
     "quick": Budget("quick", digits_train_n=6000, cifar_train_n=5000, test_n=1000,
                     train_epochs=3, train_max_steps=0, vgg_train_n=600, ft_steps=10,
-                    lenet_ft_steps=60, kmeans_iter=30, cp_iter=3,
+                    lenet_ft_steps=60, dc_cycles=3, kmeans_iter=30, cp_iter=3,
                     cp_layers=("features.3", "features.7", "features.10"),
                     latency_rounds=9, latency_budget_s=4.0,
                     kd_seeds=5, kd_train_n=2000, kd_epochs=40, teacher_epochs=3, kd_test_n=0),
     "full": Budget("full", digits_train_n=0, cifar_train_n=0, test_n=0,
                    train_epochs=30, train_max_steps=0, vgg_train_n=0, ft_steps=400,
-                   lenet_ft_steps=1000, kmeans_iter=300, cp_iter=25, cp_layers=("*",),
+                   lenet_ft_steps=1000, dc_cycles=8, kmeans_iter=300, cp_iter=25, cp_layers=("*",),
                    latency_rounds=15, latency_budget_s=20.0,
                    kd_seeds=10, kd_train_n=2000, kd_epochs=50, teacher_epochs=10,
                    kd_test_n=0, trains_missing=False),
@@ -114,6 +115,10 @@ def rebuild_command(filename: str) -> str:
     command, note = REBUILD.get(filename, (f"python benchmarks/baselines.py --models {arch}",
                                            "benchmarks/results/baselines.md records its run"))
     return f"`{command}` ({note})"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
