@@ -71,5 +71,6 @@ def test_only_the_chosen_tables_are_computed(tmp_path):
     assert [t.key for t in result["tables"]] == ["distillation"]
     md = (tmp_path / "survey.md").read_text()
     assert "Distillation in Hinton's setting" in md and "Table 6" not in md
+    assert "Left out of this run (--tables): table6, table7, deep_compression" in md
     with pytest.raises(UserError, match="table9"):
         run_survey("smoke", tmp_path, tables=("table9",), log=lambda m: None)

@@ -271,6 +271,9 @@ def run_survey(budget: str, out: str | os.PathLike, *, data_root=None, checkpoin
                  if s.cache.refused else ""),
               "Every number below was measured by this run (or read back from its cell cache); "
               "published values are quoted beside ours, never mixed in."]
+    left_out = [name for name in TABLES if name not in wanted]
+    if left_out:
+        header.append(f"Left out of this run (--tables): {', '.join(left_out)}")
     md, html = Path(out) / "survey.md", Path(out) / "survey.html"
     render(done, header, md, html)
     return {"tables": done, "markdown": md, "html": html, "wall_s": wall,
