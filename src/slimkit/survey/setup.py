@@ -7,8 +7,11 @@ Data: Fashion-MNIST and CIFAR-10 under ``--data-root`` (``fashion-mnist/`` and
 mnist5k digits and seeded ``synthetic`` 3x32x32 images, and every table says so. The smoke
 budget always uses the embedded/synthetic data (it is for tests).
 
-Cost on a 2-core x86 host, one thread: smoke tens of seconds, quick 6-8 minutes; full is
-extrapolated (not run) at about 17 hours, mostly VGG-16 training.
+Cost on a 2-core x86 host, one thread: smoke tens of seconds, quick 6-8 minutes; full,
+measured without Table 7, 2,250 s of cell compute (22 minutes as two processes). Full's
+Table 7 starts from the GPU-trained VGG-16 file (30 MB, not in git); when it is missing the
+run stops before any work with its rebuild command (`REBUILD`), as training it here at this
+budget would take about 7 hours (885 s per epoch on one thread).
 
 A baseline is a cell too: its trained weights go to ``OUT/cache/models/<key>.pt``
 (`slimkit.train.save_model`, checksummed) and its accuracy to the cell file.
