@@ -26,6 +26,8 @@ def test_import_does_not_load_torch():
 def test_defaults_and_budgets():
     args = parse("--out", "x")
     assert (args.budget, args.out, args.data_root) == ("quick", "x", None)
+    assert not args.train_missing and parse("--out", "x", "--train-missing").train_missing
+    assert "--train-missing" in survey._argv(parse("--out", "x", "--train-missing"))
     from slimkit.survey.setup import BUDGETS
 
     assert tuple(BUDGETS) == survey.BUDGETS
