@@ -5,7 +5,8 @@ from torch import nn
 
 from slimkit.errors import UserError
 from slimkit.lowrank import cp_als, cp_conv
-from slimkit.lowrank._tensor import khatri_rao
+from slimkit.lowrank import _tensor
+from slimkit.lowrank._tensor import khatri_rao, mttkrp, unfold
 
 
 def _cp_tensor(shape, rank, seed=0):
@@ -19,6 +20,18 @@ def test_khatri_rao_matches_kron_columns():
     kr = khatri_rao([a, b])
     for r in range(2):
         assert torch.allclose(kr[:, r], torch.kron(a[:, r], b[:, r]))
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (4, 6, 3), (6, 5, 3, 3), (3, 2, 8, 1), (2, 3, 4, 5, 2)])
+def test_mttkrp_matches_the_explicit_khatri_rao_product(shape, monkeypatch):
+    monkeypatch.setattr(_tensor, "KR_MAX_ENTRIES", 0)  # always the contraction path
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64)
+    factors = [torch.randn(n, 4, generator=g, dtype=torch.float64) for n in shape]
+    for mode in range(len(shape)):
+        others = [f for m, f in enumerate(factors) if m != mode]
+        want = unfold(x, mode) @ khatri_rao(others)
+        torch.testing.assert_close(mttkrp(x, factors, mode), want)
 
 
 def test_recovers_exact_cp_tensor():

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from slimkit.errors import UserError
 from slimkit.lowrank._layers import ConvGeometry, bias_of, conv_like, pointwise
-from slimkit.lowrank._tensor import khatri_rao, leading_left_singular, unfold
+from slimkit.lowrank._tensor import khatri_rao, leading_left_singular, mttkrp, unfold
 
 __all__ = ["CPResult", "conv_from_cp", "cp_als", "cp_conv"]
 
@@ -81,12 +81,12 @@ def cp_als(tensor: Tensor, rank: int, n_iter: int = 100, tol: float = 1e-7,
             gram = torch.ones(rank, rank, dtype=x.dtype)
             for f in others:
                 gram = gram * (f.T @ f)
-            mttkrp = unfold(x, n) @ khatri_rao(others)  # (I_n, R)
-            a = mttkrp @ torch.linalg.pinv(gram)
+            m = mttkrp(x, factors, n)  # (I_n, R)
+            a = m @ torch.linalg.pinv(gram)
             weights = torch.linalg.norm(a, dim=0).clamp_min(1e-30)
             factors[n] = a / weights
         # ||X - X^||^2 = ||X||^2 - 2 <X, X^> + ||X^||^2 from the last mode's MTTKRP and grams
-        inner = float((mttkrp * factors[n] * weights).sum())
+        inner = float((m * factors[n] * weights).sum())
         gram_all = gram * (factors[n].T @ factors[n])
         fit_sq = float(weights @ gram_all @ weights)
         errors.append(max(norm**2 - 2 * inner + fit_sq, 0.0) ** 0.5 / norm)

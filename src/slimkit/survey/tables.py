@@ -331,8 +331,7 @@ def table7(s: Survey) -> TableOut:
                      "(22-58%). The paper's 49x rests on fc6/fc7, 120 M weights pruned to 3-4%, "
                      "which the CIFAR VGG-16 does not have, so our 1/r_p is bounded near 10x.")
     if list(b.cp_layers) != ["*"]:
-        notes.append(f"CP touches only {', '.join(b.cp_layers)} in this budget (CP-ALS on "
-                     "VGG-16's 512-channel convs takes minutes per layer here), so its 1/r_p "
+        notes.append(f"CP touches only {', '.join(b.cp_layers)} in this budget, so its 1/r_p "
                      "is far below the paper's 2.75x; budget 'full' decomposes every conv.")
     notes.append("The VGG-16 Deep Compression file is written and measured, not decoded "
                  "back (decoding 1 M Huffman codes in Python takes ~10 s); the LeNet table "
