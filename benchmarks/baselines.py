@@ -124,6 +124,12 @@ NOTES = {  # what a row alone does not say
                    "where the run took ~7 s, so it used 199 s of its 400 s budget; "
                    f"`{GPU_COMMAND}`. Checked in as float32 (9.2 MB).",
 }
+CPU_NOTES = {  # the same model trained on this CPU instead (no `trained_on` in its row)
+    "vgg16": "from scratch on this CPU in bf16 autocast (AMX), 2 threads: the rebuild for a "
+             "host without a GPU. The float16 file is 30 MB: not in git "
+             "(benchmarks/checkpoints/vgg16_cifar10.pt is ignored); rebuild it with the "
+             "command above. baselines.md keeps the GPU-trained file's row.",
+}
 MAX_FILE_BYTES = 10_000_000  # larger float32 files are checked in as float16 (save_model(half=))
 TARGETS = {"lenet300": 0.895, "lenet5": 0.915, "resnet20": 0.91}  # slimkit issue 11
 
@@ -356,10 +362,8 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
         "",
         "Produced by `benchmarks/baselines.py` (slimkit.train.fit: SGD momentum 0.9, weight decay",
         "5e-4, one-cycle schedule per step to the peak lr below, label smoothing 0.1, seed 0,",
-        "checkpointed every epoch and resumed by rerunning the same command). The LeNets and",
-        "AlexNet are short CPU runs; ResNet-20, VGG-16 and MobileNetV2 trained on a GPU",
-        "(`benchmarks/baselines_gpu.sh`, ~400 s each) and were imported with `--import-report`,",
-        "which evaluates each file again on this CPU. Neither is the papers' schedule, and the",
+        "checkpointed every epoch and resumed by rerunning the same command).",
+        _where_trained({m: rows[m] for m in order}), "Neither is the papers' schedule, and the",
         "CIFAR-10 copy used here is JPEG-compressed (~320 bytes per image), which costs accuracy",
         "against the published figures (context only). Accuracy is on the full test split. A new",
         "model replaces the checked-in file only when its top-1 is higher, so the 'checked-in'",
@@ -422,7 +426,7 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
               f"{'replaced' if e.get('replaced', True) else 'kept'} (per epoch: "
               f"{', '.join(f'{100 * v:.2f}' for v in e['per_epoch_top1'])})"
               for e in r.get("earlier_runs", [])],
-            *([f"- note: {NOTES[m]}"] if m in NOTES else []),
+            *([f"- note: {_note(m, r)}"] if _note(m, r) else []),
             *([f"- trained on {r['trained_on']['device']} (host CPU {r['trained_on']['host']['cpu']}, "
                f"{r['trained_on']['host']['cpus']} CPUs)"
                + (f", {r['budget']['budget_s']:.0f} s budget at a probed "
@@ -453,6 +457,28 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
     path.write_text("\n".join(lines))
 
 
+def _note(model: str, row: dict) -> str | None:
+    if not row.get("trained_on") and model in CPU_NOTES:
+        return CPU_NOTES[model]
+    return NOTES.get(model)
+
+
+def _where_trained(rows: dict[str, dict]) -> str:
+    """The header's sentence on where each model of the report was trained."""
+    names = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5", "resnet20": "ResNet-20",
+             **LARGE}
+    cpu = [names[m] for m in rows if not rows[m].get("trained_on")]
+    gpu = [names[m] for m in rows if rows[m].get("trained_on")]
+    parts = []
+    if cpu:
+        parts.append(f"{', '.join(cpu)}: CPU runs on the host named per model below")
+    if gpu:
+        parts.append(f"{', '.join(gpu)}: trained on a GPU (`benchmarks/baselines_gpu.sh`, ~400 s "
+                     "each) and imported with `--import-report`, which evaluates each file again "
+                     "on this CPU")
+    return "; ".join(parts) + "."
+
+
 def epoch_curve(top1: list[float], most: int = 20) -> str:
     """'1: 45.20, 2: 60.10, ...' for at most `most` epochs, evenly spaced, the last included."""
     k = max(1, -(-len(top1) // most))
@@ -464,10 +490,10 @@ LARGE = {"alexnet": "AlexNet-CIFAR", "vgg16": "VGG-16", "mobilenetv2": "MobileNe
 
 
 def not_trained_section(estimates: dict[str, dict], trained: set[str] = frozenset()) -> list[str]:
-    """The larger CIFAR-10 models not trained yet: the command for each and its expected
-    time at fp32 (bf16 autocast, `--precision bf16`, takes about half on CPUs with AVX-512
+    """The larger CIFAR-10 models not trained yet whose time was estimated: the command for
+    each and its expected time at fp32 (bf16 autocast, `--precision bf16`, takes about half on CPUs with AVX-512
     BF16)."""
-    todo = [m for m in LARGE if m not in trained]
+    todo = [m for m in LARGE if m not in trained and m in estimates]
     if not todo:
         return []
     lines = [f"## Not trained here yet: {', '.join(LARGE[m] for m in todo)} on CIFAR-10", "",
@@ -482,13 +508,10 @@ def not_trained_section(estimates: dict[str, dict], trained: set[str] = frozense
              "| model | command | s/epoch (est.) | epochs | expected time | load when timed |",
              "|---|---|---|---|---|---|"]
     for m in todo:
-        s, e = SETUPS[m], estimates.get(m)
+        s, e = SETUPS[m], estimates[m]
         cmd = f"nice -n 10 python benchmarks/baselines.py --models {m}"
-        if e:
-            lines.append(f"| {m} | `{cmd}` | {e['epoch_s']:.0f} | {s.epochs} | "
-                         f"~{s.epochs * e['epoch_s'] / 3600:.1f} h | {e['load']} |")
-        else:
-            lines.append(f"| {m} | `{cmd}` | not measured | {s.epochs} | - | - |")
+        lines.append(f"| {m} | `{cmd}` | {e['epoch_s']:.0f} | {s.epochs} | "
+                     f"~{s.epochs * e['epoch_s'] / 3600:.1f} h | {e['load']} |")
     return lines + [""]
 
 

@@ -172,3 +172,18 @@ def test_a_warm_start_lists_the_runs_behind_its_file():
     row = {"setup": {"init": "benchmarks/checkpoints/x.pt"}}
     assert B.continued(dict(row), before)["earlier_runs"][0]["command"] == "c1"
     assert "earlier_runs" not in B.continued({"setup": {"init": None}}, before)
+
+
+def test_report_says_where_each_model_trained_and_notes_the_cpu_vgg16():
+    cpu_row = {"trained_on": None}
+    gpu_row = {"trained_on": {"device": "NVIDIA H200"}}
+    assert B._note("vgg16", cpu_row) == B.CPU_NOTES["vgg16"]
+    assert B._note("vgg16", gpu_row) == B.NOTES["vgg16"] != B.CPU_NOTES["vgg16"]
+    assert B._note("lenet300", cpu_row) is None
+    text = B._where_trained({"lenet5": cpu_row, "vgg16": gpu_row})
+    assert text.startswith("LeNet-5: CPU runs") and "VGG-16: trained on a GPU" in text
+    assert "VGG-16" not in B._where_trained({"vgg16": cpu_row}).split("CPU runs")[1]
+    # a model without an estimate is not listed as "not trained yet"
+    assert B.not_trained_section({}, trained={"lenet5"}) == []
+    assert "| vgg16 |" in "\n".join(B.not_trained_section(
+        {"vgg16": {"epoch_s": 200.0, "load": "0.1"}}))
