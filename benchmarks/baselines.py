@@ -384,7 +384,8 @@ def write_report(path: Path, rows: dict[str, dict], threads: int,
             f"{r['reference']} | {r['params']:,} | {r['macs']:,} | {lat['torch_b1']:.3f} | "
             f"{lat['ort_b1']:.3f} | {lat['torch_b64']:.3f} | {lat['ort_b64']:.3f} | "
             f"{r['size_bytes'] / 1024:.0f} |")
-    lines += ["", "## Against the targets", ""]
+    if any(m in TARGETS for m in order):
+        lines += ["", "## Against the targets", ""]
     for m in order:
         r, t = rows[m], TARGETS.get(m)
         if t is None:

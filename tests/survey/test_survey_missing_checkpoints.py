@@ -27,6 +27,7 @@ def test_full_budget_names_each_missing_file_and_its_rebuild_command(tmp_path, d
     msg = str(info.value)
     assert "vgg16_cifar10.pt (needed by table7)" in msg
     assert "--models vgg16 --device cuda" in msg
+    assert "--precision bf16 --train-threads 2" in msg      # the CPU way too
     assert "lenet300_fashion.pt (needed by deep_compression)" in msg
     assert "lenet5_fashion.pt" not in msg             # present
     assert "--train-missing" in msg

@@ -115,7 +115,8 @@ def method_cell(s: Survey, arch: str, kind: str, train_n: int, spec: dict[str, A
 
 
 def _setting(s: Survey, kind: str, train_n: int, ft_steps: int, arch: str,
-             lr: float | str | None = None, zoo_arch: str | None = None) -> str:
+             lr: float | str | None = None, zoo_arch: str | None = None,
+             paper: str | None = None) -> str:
     import platform
 
     lr_text = lr if isinstance(lr, str) else f"{lr or FT_LR[kind]:g}"
@@ -130,7 +131,7 @@ def _setting(s: Survey, kind: str, train_n: int, ft_steps: int, arch: str,
             f"test subset {b.test_n or 'all'}, fine-tune {ft_steps} Adam steps (lr "
             f"{lr_text}) after each method; latency on this host "
             f"({platform.machine()}, 1 thread, batch 1). "
-            f"Paper: {ds['paper']}, fully trained models, a phone.")
+            f"Paper: {paper or ds['paper']}, fully trained models, a phone.")
 
 
 # -- Table 6 ----------------------------------------------------------------------------
@@ -317,7 +318,8 @@ def table7(s: Survey) -> TableOut:
                  {"method": "CP low-rank", "top-5 change": "-0.29", "1/r_p": "2.75x"}]
     if binfo["origin"].startswith("checkpoint"):
         trained = (f"the CIFAR VGG-16 (15 M params) trained to {_pct(b1)} on this test subset "
-                   "(benchmarks/results/baselines.md says how), with the budget's "
+                   "(the baseline row's sha256 names the file; benchmarks/results/baselines*.md "
+                   "say how each file was trained), with the budget's "
                    f"{b.ft_steps} fine-tune steps on {b.vgg_train_n or 'all'} images after "
                    "compression")
     else:
@@ -343,7 +345,8 @@ def table7(s: Survey) -> TableOut:
                      "(seconds instead of minutes): the pipeline is the same, the network is not.")
     return TableOut("table7", "Table 7: VGG-16, Deep Compression pruning vs CP low-rank",
                     _setting(s, "cifar", b.vgg_train_n, b.ft_steps,
-                             "VGG-16 (CIFAR)" if arch == "vgg16" else f"{arch} (stand-in)"),
+                             "VGG-16 (CIFAR)" if arch == "vgg16" else f"{arch} (stand-in)",
+                             paper="ImageNet"),
                     rows, published, notes)
 
 
