@@ -1,7 +1,7 @@
 """Deep Compression (Han, Mao & Dally 2016) on LeNet-300-100 / LeNet-5 (Fashion-MNIST): how far
 below Han'15's per-layer densities the file ratio can go, and what it costs in accuracy.
 
-Runs the survey's pipeline (`slimkit.survey.tables._dc_pipeline`: iterative prune/retrain
+Runs the survey's pipeline (`slimkit.survey.tables.dc_pipeline`: iterative prune/retrain
 cycles, k-means sharing conv 8-bit / fc 5-bit, centroid fine-tune, relative indices +
 Huffman) over a grid of density scale (x Han's keep fractions) x retrain steps per cycle x
 Adam lr. The first row of each model is the survey's `full` setting (the baseline); the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from _host import cpu_line, uptime
 
 from slimkit.survey.setup import BUDGETS, Survey
-from slimkit.survey.tables import DC_RETRAIN_LR, KEEP, _dc_pipeline
+from slimkit.survey.tables import DC_RETRAIN_LR, KEEP, dc_pipeline
 
 HERE = Path(__file__).resolve().parent
 # (density scale, retrain steps per cycle, Adam lr); None lr = the survey's per-model lr
@@ -37,10 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "results" / "deep_compression_sweep.md"))
     args = p.parse_args(argv)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # before any work: a sweep takes minutes
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch()
+    except OSError as e:
+        p.error(f"cannot write {out}: {e.strerror}")
     torch.set_num_threads(1)
-    s = Survey(BUDGETS["full"], Path("/tmp/slimkit-dc-sweep"), data_root=Path(args.data_root),
-               checkpoints=HERE / "checkpoints")
+    s = Survey(BUDGETS["full"], Path(tempfile.mkdtemp(prefix="slimkit-dc-sweep-")),
+               data_root=Path(args.data_root), checkpoints=HERE / "checkpoints")
     ds = s.dataset("digits")
     if ds["name"] != "fashion-mnist":
         p.error(f"no Fashion-MNIST under {args.data_root}")
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             lr = lr or DC_RETRAIN_LR[arch]
             torch.manual_seed(0)
             t = time.perf_counter()
-            r = _dc_pipeline(base, train, test, keep={k: v * scale for k, v in KEEP[arch].items()},
+            r = dc_pipeline(base, train, test, keep={k: v * scale for k, v in KEEP[arch].items()},
                              uniform_keep=None, ft_steps=steps, kmeans_iter=300,
                              cycles=args.cycles, retrain_lr=lr)
             rows.append((arch, scale, steps, lr, info["top1"], r, time.perf_counter() - t))
@@ -85,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
            and 100 * (r[4] - r[5]["acc_final"]["top1"]) <= 0.3]
     lines += ["", f"- Rows meeting >= 50x at <= 0.3 points: {len(met)} of {len(rows)}.",
               "- Single runs differ by about 0.4 points between CPUs (the survey's LeNet-300-100 "
-              "row: -0.27 on an AMD EPYC, -0.65 on a Xeon, same code and seed), so differences "
+              "row: -0.27 on an AMD EPYC in survey.md at commit ce704f8, -0.65 on a Xeon, same code "
+              "and seed), so differences "
               "below that are noise.", ""]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")

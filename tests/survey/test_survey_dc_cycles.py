@@ -30,7 +30,7 @@ def test_each_cycle_shrinks_every_layer_geometrically_to_its_target(monkeypatch)
     base = zoo.create("lenet300", num_classes=10).eval()
     train, test = _loaders()
     keep = tables.KEEP["lenet300"]
-    r = tables._dc_pipeline(base, train, test, keep=keep, uniform_keep=None, ft_steps=2,
+    r = tables.dc_pipeline(base, train, test, keep=keep, uniform_keep=None, ft_steps=2,
                             kmeans_iter=3, cycles=3)
     target = 1 - keep["fc1"]
     # the one-shot reference, then cycles 1..3 at keep ** (c / 3)

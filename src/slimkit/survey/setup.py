@@ -8,7 +8,7 @@ mnist5k digits and seeded ``synthetic`` 3x32x32 images, and every table says so.
 budget always uses the embedded/synthetic data (it is for tests).
 
 Cost on a 2-core x86 host, one thread: smoke tens of seconds, quick 6-8 minutes; full about
-5,200 s of cell compute, of which Table 7 is 2,050 s (36 minutes as three processes on a
+4,800 s of cell compute, of which Table 7 is 2,050 s (36 minutes as three processes on a
 2-core Xeon). Full's Table 7 starts from a trained VGG-16 file (30 MB, not in git); when it is
 missing the run stops before any work with its rebuild commands (`REBUILD`: 6 minutes on a
 GPU, about 70 on a 2-core CPU with bf16 AMX).
@@ -105,8 +105,8 @@ CHECKPOINTS = {("lenet300", "fashion-mnist"): "lenet300_fashion.pt",
                ("alexnet", "cifar10"): "alexnet_cifar10.pt",
                ("vgg16", "cifar10"): "vgg16_cifar10.pt"}  # 30 MB, not in git: used when rebuilt
 
-# how a missing checkpoint is rebuilt (benchmarks/results/baselines.md records each run)
-# baseline files not in git, with the commands that rebuild them: (command, what it costs)
+# baseline files not in git, with the commands that rebuild them: (command, what it cost;
+# benchmarks/results/baselines*.md record each run)
 REBUILD = {"vgg16_cifar10.pt": (
     ("python benchmarks/baselines.py --models vgg16 --device cuda --precision bf16 "
      "--batch-size 256 --lr-vgg16 0.1 --epochs-for-budget 400 --time-budget 480",

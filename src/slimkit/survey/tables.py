@@ -18,7 +18,7 @@ from slimkit.survey.methods import describe
 from slimkit.survey.setup import Survey
 
 __all__ = ["BASELINES", "TableOut", "table6", "table7", "deep_compression", "section34", "table8",
-           "distillation", "sensitivity", "mean_ci95", "FIVE", "composite5", "pareto"]
+           "distillation", "sensitivity", "mean_ci95", "FIVE", "composite5", "pareto", "dc_pipeline"]
 
 # the survey's five criteria (accuracy, parameters, latency, MACs, energy), equal weights
 FIVE = ("r_A", "r_p", "r_T", "r_c", "r_E")
@@ -192,7 +192,7 @@ def table6(s: Survey) -> TableOut:
 
 
 # -- Table 7 ----------------------------------------------------------------------------
-def _dc_pipeline(base, train_loader, test_loader, *, keep: dict[str, float] | None,
+def dc_pipeline(base, train_loader, test_loader, *, keep: dict[str, float] | None,
                  uniform_keep: float | None, ft_steps: int, kmeans_iter: int,
                  x_check=None, cycles: int = 1, retrain_lr: float = 5e-4) -> dict[str, Any]:
     """Deep Compression (Han, Mao & Dally 2016): prune -> masked retrain -> k-means sharing
@@ -271,7 +271,7 @@ def table7(s: Survey) -> TableOut:
 
     def dc(cfg):
         train_loader, test_loader = s.loaders(ds, b.vgg_train_n, batch_size=64)
-        return _dc_pipeline(base, train_loader, test_loader, keep=keep, uniform_keep=0.075,
+        return dc_pipeline(base, train_loader, test_loader, keep=keep, uniform_keep=0.075,
                             ft_steps=b.ft_steps, kmeans_iter=b.kmeans_iter)
 
     def cp(cfg):
@@ -396,7 +396,7 @@ def deep_compression(s: Survey) -> TableOut:
         def compute(cfg, base=base, arch=arch):
             train_loader, test_loader = s.loaders(ds, b.digits_train_n)
             x = next(iter(test_loader))[0][:4]
-            return _dc_pipeline(base, train_loader, test_loader, keep=KEEP[arch],
+            return dc_pipeline(base, train_loader, test_loader, keep=KEEP[arch],
                                 uniform_keep=None, ft_steps=b.lenet_ft_steps,
                                 kmeans_iter=b.kmeans_iter, x_check=x, cycles=b.dc_cycles,
                                 retrain_lr=DC_RETRAIN_LR[arch])
